@@ -1,0 +1,38 @@
+# The two commands of the README: `make run` and `make test`. Everything else is theirs.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+# The local demo and the tests run with DEBUG=1: plain HTTP, demo keys (see .env.example).
+LOCAL := DEBUG=1
+
+.PHONY: run test install lint format clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(LOCAL) $(BIN)/python manage.py migrate --noinput
+	$(LOCAL) $(BIN)/python manage.py load_protocol
+	$(LOCAL) $(BIN)/python manage.py load_demo
+	$(LOCAL) PORT=$(PORT) $(BIN)/python manage.py rundemo
+
+test: install
+	$(LOCAL) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf var staticfiles tests/output

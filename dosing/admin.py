@@ -1,0 +1,10 @@
+from django.contrib import admin
+
+from trialsite.admin import AuditedAdmin
+
+from .models import DoseSchedule
+
+
+@admin.register(DoseSchedule)
+class DoseScheduleAdmin(AuditedAdmin):
+    list_display = ["arm", "product", "route"]

@@ -1,0 +1,54 @@
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from trialsite.audit import audited_save
+from trialsite.models import Role, RoleAssignment, Site
+
+DEMO_PASSWORD = "demo-Trial-2026"  # noqa: S105 - printed on purpose; DEBUG installs only
+
+SITES = [
+    ("SHE", "Shanghai East Hospital, Tongji University", "Asia/Shanghai"),
+    ("WUH", "Wuhan Jinyintan Hospital", "Asia/Shanghai"),
+]
+USERS = [
+    ("coordinator", "Lin", "Coordinator", Role.COORDINATOR, "SHE"),
+    ("investigator", "Wang", "Investigator", Role.INVESTIGATOR, "SHE"),
+    ("coordinator_wuh", "Zhao", "Coordinator", Role.COORDINATOR, "WUH"),
+    ("investigator_wuh", "Chen", "Investigator", Role.INVESTIGATOR, "WUH"),
+    ("datamanager", "Li", "Data Manager", Role.DATA_MANAGER, None),
+    ("monitor", "Zhou", "Monitor", Role.MONITOR, None),
+    ("admin", "Sun", "Administrator", Role.ADMINISTRATOR, None),
+]
+
+
+class Command(BaseCommand):
+    help = "Create two demo sites and one user per role (DEBUG installs only). Idempotent."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--force", action="store_true", help="run even with DEBUG off")
+
+    @transaction.atomic
+    def handle(self, *args, force=False, **options):
+        if not settings.DEBUG and not force:
+            raise CommandError("Demo users have a published password: DEBUG installs only.")
+        sites = {}
+        for code, name, tz in SITES:
+            site = Site.objects.filter(code=code).first()
+            sites[code] = site or audited_save(Site(code=code, name=name, time_zone=tz))
+        for username, first, last, role, site_code in USERS:
+            user, created = User.objects.get_or_create(
+                username=username,
+                defaults={"first_name": first, "last_name": last, "email": f"{username}@localhost"},
+            )
+            if created:
+                user.set_password(DEMO_PASSWORD)
+                user.is_staff = user.is_superuser = role == Role.ADMINISTRATOR
+                user.save()
+            site = sites[site_code] if site_code else None
+            if not RoleAssignment.objects.filter(user=user, role=role, site=site).exists():
+                audited_save(RoleAssignment(user=user, role=role, site=site))
+        self.stdout.write(f"Demo users (password for all: {DEMO_PASSWORD}):")
+        for username, _first, _last, role, site_code in USERS:
+            self.stdout.write(f"  {username:<18} {Role(role).label} ({site_code or 'all sites'})")

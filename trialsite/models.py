@@ -1,0 +1,140 @@
+"""Sites, roles, and the protocol a site runs."""
+
+import zoneinfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from .audit import AuditedModel
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(_("%(value)s is not a known time zone."), params={"value": value})
+
+
+class Site(AuditedModel):
+    code = models.CharField(
+        _("code"),
+        max_length=10,
+        unique=True,
+        validators=[RegexValidator(r"^[A-Z]{2,10}$", _("Two to ten capital letters."))],
+        help_text=_("Starts every study number of the site, e.g. SHE-0001."),
+    )
+    name = models.CharField(_("name"), max_length=200)
+    time_zone = models.CharField(
+        _("time zone"), max_length=64, validators=[validate_time_zone], default="Asia/Shanghai"
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name = _("site")
+        verbose_name_plural = _("sites")
+
+    def __str__(self) -> str:
+        return f"{self.code} – {self.name}"
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+
+class Role(models.TextChoices):
+    COORDINATOR = "coordinator", _("Research coordinator")
+    INVESTIGATOR = "investigator", _("Investigator")
+    DATA_MANAGER = "data_manager", _("Data manager")
+    MONITOR = "monitor", _("Monitor")
+    ADMINISTRATOR = "administrator", _("Trial administrator")
+
+
+# Roles held at a named site; the others cover all sites.
+SITE_ROLES = frozenset({Role.COORDINATOR, Role.INVESTIGATOR})
+ALL_SITE_ROLES = frozenset(set(Role) - SITE_ROLES)
+
+
+class RoleAssignment(AuditedModel):
+    """A user holds a role, at one site (coordinator, investigator) or at all of them."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="role_assignments"
+    )
+    role = models.CharField(_("role"), max_length=20, choices=Role.choices)
+    site = models.ForeignKey(
+        Site, on_delete=models.PROTECT, null=True, blank=True, related_name="role_assignments"
+    )
+
+    class Meta:
+        verbose_name = _("role assignment")
+        constraints = [
+            models.CheckConstraint(
+                name="role_site_matches_scope",
+                condition=(
+                    Q(role__in=[r.value for r in SITE_ROLES], site__isnull=False)
+                    | Q(role__in=[r.value for r in ALL_SITE_ROLES], site__isnull=True)
+                ),
+                violation_error_message=_(
+                    "Coordinators and investigators hold their role at a site; "
+                    "the other roles cover all sites."
+                ),
+            ),
+            models.UniqueConstraint(
+                fields=["user", "role", "site"],
+                condition=Q(site__isnull=False),
+                name="one_role_per_user_site",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "role"], condition=Q(site__isnull=True), name="one_global_role"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        where = self.site.code if self.site_id else _("all sites")
+        return f"{self.user} – {self.get_role_display()} ({where})"
+
+
+class Protocol(AuditedModel):
+    """A protocol definition: everything the trial decided is data here, not code.
+
+    Arms, criteria, dose schedules and visits hang on it from their own apps.
+    """
+
+    code = models.CharField(_("code"), max_length=40, unique=True)
+    title = models.CharField(_("title"), max_length=300)
+    version = models.CharField(_("version"), max_length=40)
+    is_current = models.BooleanField(_("current"), default=False)
+    block_sizes = models.JSONField(_("block sizes"), default=list)
+    stratify_by_site = models.BooleanField(_("stratify by site"), default=True)
+    severity_strata = models.JSONField(_("severity strata"), default=list)
+    reminder_lead_hours = models.JSONField(_("reminder lead times (hours)"), default=list)
+    rules = models.JSONField(
+        _("rule settings"),
+        default=dict,
+        help_text=_("Named values the protocol's rules read, e.g. the BMI rounding."),
+    )
+
+    class Meta:
+        verbose_name = _("protocol")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_current"], condition=Q(is_current=True), name="one_current_protocol"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} v{self.version}"
+
+
+class WorkerHeartbeat(models.Model):
+    """When the Celery worker last ran the beat's heartbeat: proof that beat, broker and
+    worker are all alive. Not trial data, so not audited."""
+
+    name = models.CharField(max_length=50, unique=True)
+    last_seen = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.last_seen:%Y-%m-%d %H:%M:%S}"

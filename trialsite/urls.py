@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from . import views
+from .health import HealthzView
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("home/<str:role>/", views.role_home, name="role_home"),
+    path("sites/", views.site_list, name="site_list"),
+    path("sites/<str:code>/", views.site_detail, name="site_detail"),
+    path("sites/<str:code>/edit/", views.site_edit, name="site_edit"),
+    path("protocol/", views.protocol_detail, name="protocol_detail"),
+    path("audit/", views.audit_log, name="audit_log"),
+    path("users/", views.user_list, name="user_list"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("healthz", HealthzView.as_view(), name="healthz"),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("admin/", admin.site.urls),
+]
