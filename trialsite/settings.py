@@ -27,6 +27,14 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# Patient identifiers (name, hospital number, contact) are encrypted at rest with this
+# Fernet key. Without it, a production install refuses to store identifiers (but starts, so
+# that `check --deploy` and health checks work before the key is provisioned).
+FIELD_ENCRYPTION_KEY = env.str(
+    "FIELD_ENCRYPTION_KEY",
+    default="ZGVtby1vbmx5LWtleS1ub3Qtc2VjcmV0LTAwMDAwMDA=" if DEBUG else "",
+)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

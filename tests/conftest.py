@@ -1,0 +1,227 @@
+"""Shared fixtures: the protocol, two sites and the fixed cast, and the real services.
+
+A test that needs PostgreSQL, Redis, Chromium or a Celery worker skips with the reason when
+the service is missing, unless TRIAL_REQUIRE_SERVICES names it (as .ci/run does): then the
+missing service is a failure, never a silent skip.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tests.factories import SiteFactory, user_with_role
+from trialsite.models import Role
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT_DIR = ROOT / "tests" / "output"
+REQUIRED = {s.strip() for s in os.environ.get("TRIAL_REQUIRE_SERVICES", "").split(",") if s}
+
+
+def service_missing(service: str, reason: str):
+    if service in REQUIRED or "all" in REQUIRED:
+        pytest.fail(f"{service} is required here (TRIAL_REQUIRE_SERVICES) but {reason}")
+    pytest.skip(reason)
+
+
+# --- The protocol, the sites, the cast ---------------------------------------------------------
+
+
+@pytest.fixture
+def protocol(db):
+    from trialsite.protocol import definition_from_toml
+    from trialsite.services import protocol_load
+
+    return protocol_load(definition=definition_from_toml(settings.PROTOCOL_FILE))
+
+
+@pytest.fixture
+def site_a(db):
+    return SiteFactory(code="SHE", name="Shanghai East Hospital", time_zone="Asia/Shanghai")
+
+
+@pytest.fixture
+def site_b(db):
+    return SiteFactory(code="WUH", name="Wuhan Jinyintan Hospital", time_zone="Asia/Shanghai")
+
+
+@pytest.fixture
+def coordinator_a(site_a):
+    return user_with_role(Role.COORDINATOR, site_a, username="alice")
+
+
+@pytest.fixture
+def investigator_a(site_a):
+    return user_with_role(Role.INVESTIGATOR, site_a, username="bob")
+
+
+@pytest.fixture
+def coordinator_b(site_b):
+    """The outsider: a coordinator at the other site."""
+    return user_with_role(Role.COORDINATOR, site_b, username="charlie")
+
+
+@pytest.fixture
+def data_manager(db):
+    return user_with_role(Role.DATA_MANAGER, username="dana")
+
+
+@pytest.fixture
+def monitor(db):
+    return user_with_role(Role.MONITOR, username="mona")
+
+
+@pytest.fixture
+def administrator(db):
+    return user_with_role(Role.ADMINISTRATOR, username="adam")
+
+
+@pytest.fixture
+def cast(coordinator_a, investigator_a, coordinator_b, data_manager, monitor, administrator):
+    return {
+        "coordinator_a": coordinator_a,
+        "investigator_a": investigator_a,
+        "coordinator_b": coordinator_b,
+        "data_manager": data_manager,
+        "monitor": monitor,
+        "administrator": administrator,
+    }
+
+
+@pytest.fixture
+def client_for(client):
+    def login(user):
+        client.force_login(user)
+        return client
+
+    return login
+
+
+# --- Real services ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def postgres(db):
+    if connection.vendor != "postgresql":
+        service_missing("postgres", "the database is not PostgreSQL (set DATABASE_URL)")
+
+
+@pytest.fixture
+def redis_broker():
+    if not settings.REDIS_URL:
+        service_missing("redis", "REDIS_URL is not set")
+    import redis
+
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).ping()
+    except redis.RedisError as exc:
+        service_missing("redis", f"Redis at REDIS_URL does not answer ({exc})")
+
+
+def _database_url_for_children() -> str:
+    """The URL of the database this test runs on (the test database), for a child process."""
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or 'localhost'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.fixture
+def child_env(transactional_db):
+    """Environment for a child process (worker, server) that shares this test's database."""
+    env = dict(os.environ)
+    env.update(DEBUG="1", DATABASE_URL=_database_url_for_children())
+    return env
+
+
+@pytest.fixture
+def celery_worker_process(child_env, tmp_path):
+    """A real Celery worker in its own process, on the configured broker."""
+    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "trialsite",
+            "worker",
+            "--pool=solo",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"test{os.getpid()}@%h",
+        ],
+        cwd=ROOT,
+        env=child_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    time.sleep(0.5)
+    if proc.poll() is not None:
+        log.close()
+        service_missing("worker", (tmp_path / "worker.log").read_text()[-2000:])
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+# --- The browser --------------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    if not Path(CHROMIUM).exists():
+        service_missing("browser", f"Debian's Chromium is not installed at {CHROMIUM}")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls that the test
+    # makes between page actions are still plain synchronous calls.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium, live_server, request):
+    """A fresh browser page on the live server; its screenshot is kept in tests/output."""
+    context = chromium.new_context(
+        base_url=live_server.url, viewport={"width": 1280, "height": 900}
+    )
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    shots = OUTPUT_DIR / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / f"{request.node.name}-final.png"), full_page=True)
+    context.close()
+
+
+def screenshot(page, name: str) -> Path:
+    path = OUTPUT_DIR / "screenshots" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    return path
