@@ -29,6 +29,12 @@ def service_missing(service: str, reason: str):
     pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # PBKDF2 at full strength costs a third of a second per user; tests need no strength.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 # --- The protocol, the sites, the cast ---------------------------------------------------------
 
 

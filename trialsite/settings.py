@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "django_tables2",
     "simple_history",
     "axes",
+    "health_check",
     "trialsite",
     "enrollment",
     "arms",

@@ -1,0 +1,139 @@
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from arms.models import Arm
+from dosing.models import DoseSchedule
+from enrollment.models import EligibilityCriterion
+from trialsite.audit import audited_save
+from trialsite.models import Protocol
+from trialsite.protocol import definition_from_db, definition_from_toml, protocol_problems
+from trialsite.services import ProtocolInvalid, protocol_load
+
+
+@pytest.fixture
+def definition():
+    return definition_from_toml(settings.PROTOCOL_FILE)
+
+
+# --- Pure validation, no database --------------------------------------------------------------
+
+
+def test_shipped_protocol_has_no_problems(definition):
+    assert protocol_problems(definition) == []
+
+
+def test_ratio_that_does_not_fit_a_block_size_is_e001(definition):
+    broken = replace(definition, block_sizes=[3, 4])
+    problems = protocol_problems(broken)
+    assert [(p.id, p.msg) for p in problems] == [
+        ("trialsite.E001", "Block size 4 does not fit the allocation ratio 1:1:1.")
+    ]
+
+
+def test_arm_without_schedule_is_e002_but_no_intervention_arm_is_fine(definition):
+    arms = [replace(a, dose_schedules=[]) if a.code == "MSC" else a for a in definition.arms]
+    problems = protocol_problems(replace(definition, arms=arms))
+    assert [(p.id, p.msg) for p in problems] == [
+        ("trialsite.E002", "Arm MSC (experimental) has no dose schedule.")
+    ]
+
+
+def test_criterion_without_rule_or_with_unknown_rule_is_e003(definition):
+    criteria = list(definition.criteria)
+    criteria[0] = replace(criteria[0], rule="")
+    criteria[1] = replace(criteria[1], rule="coin_toss")
+    problems = protocol_problems(replace(definition, criteria=criteria))
+    assert [(p.id, p.msg) for p in problems] == [
+        ("trialsite.E003", "Criterion I1 has no rule."),
+        ("trialsite.E003", "Criterion I2 names an unknown rule 'coin_toss'."),
+    ]
+
+
+# --- Loading -----------------------------------------------------------------------------------
+
+
+def test_protocol_loads_as_protocol_md_describes(protocol):
+    assert protocol.is_current and protocol.code == "NCT05682586"
+    assert protocol.block_sizes == [3, 6]
+    assert protocol.severity_strata == ["severe", "critical"]
+    assert protocol.reminder_lead_hours == [24, 1]
+    arms = {a.code: a for a in Arm.objects.filter(protocol=protocol)}
+    assert {c: (a.arm_type, a.ratio) for c, a in arms.items()} == {
+        "STD": ("no_intervention", 1),
+        "PAX": ("active_comparator", 1),
+        "MSC": ("experimental", 1),
+    }
+    assert not arms["STD"].dose_schedules.exists()
+    msc = DoseSchedule.objects.get(arm=arms["MSC"])
+    assert (msc.study_days, msc.window_kind, msc.amount, msc.per_kg) == (
+        [1, 4],
+        "calendar_day",
+        Decimal("1000000"),
+        True,
+    )
+    pax = DoseSchedule.objects.get(arm=arms["PAX"])
+    assert (pax.study_days, pax.times, pax.dose_count) == ([1, 2, 3, 4, 5], ["08:00", "20:00"], 10)
+    assert pax.adjustments[0]["amount"] == "150"
+    codes = list(EligibilityCriterion.objects.filter(protocol=protocol).values_list("code", flat=True))
+    assert codes == [f"I{i}" for i in range(1, 5)] + [f"E{i}" for i in range(1, 13)]
+    assert EligibilityCriterion.objects.get(code="E5").asked_for_sex == ["F"]
+    assert [(v.code, v.study_day, v.window_days) for v in protocol.visits.all()] == [
+        ("D0", 0, 0), ("D1", 1, 0), ("D4", 4, 0), ("D7", 7, 1), ("D14", 14, 2), ("D28", 28, 3),
+    ]
+
+
+def test_loading_twice_writes_nothing_the_second_time(protocol, definition):
+    before = sum(m.history.count() for m in (Protocol, Arm, DoseSchedule, EligibilityCriterion))
+    protocol_load(definition=definition)
+    after = sum(m.history.count() for m in (Protocol, Arm, DoseSchedule, EligibilityCriterion))
+    assert after == before
+    assert definition_from_db(protocol) == definition
+
+
+def test_load_command_is_idempotent(db, capsys):
+    call_command("load_protocol")
+    call_command("load_protocol")
+    assert Protocol.objects.count() == 1
+    assert "3 arms, 16 criteria, 6 visits" in capsys.readouterr().out
+
+
+def test_an_amendment_is_a_data_change_recorded_in_the_audit_trail(protocol, definition):
+    arms = [
+        replace(a, dose_schedules=[replace(a.dose_schedules[0], window_hours=3)])
+        if a.code == "PAX" else a
+        for a in definition.arms
+    ]
+    protocol_load(definition=replace(definition, version="1.1", arms=arms))
+    pax = DoseSchedule.objects.get(arm__code="PAX")
+    assert pax.window_hours == 3
+    latest = pax.history.first()
+    assert latest.history_change_reason == "load_protocol NCT05682586 v1.1"
+    assert latest.prev_record.window_hours == 2
+
+
+def test_an_invalid_definition_is_refused_whole(db, definition):
+    with pytest.raises(ProtocolInvalid, match="trialsite.E001"):
+        protocol_load(definition=replace(definition, block_sizes=[4]))
+    assert not Protocol.objects.exists()
+
+
+def test_manage_py_check_reports_a_broken_loaded_protocol(protocol):
+    criterion = EligibilityCriterion.objects.get(protocol=protocol, code="E3")
+    criterion.rule = ""
+    audited_save(criterion, reason="test: break the protocol")
+    arm = Arm.objects.get(protocol=protocol, code="PAX")
+    arm.dose_schedules.get().delete()
+    with pytest.raises(SystemCheckError) as excinfo:
+        call_command("check")
+    message = str(excinfo.value)
+    assert "(trialsite.E003) Criterion E3 has no rule." in message
+    assert "(trialsite.E002) Arm PAX (active_comparator) has no dose schedule." in message
+
+
+def test_manage_py_check_passes_on_the_shipped_protocol(protocol):
+    call_command("check")
