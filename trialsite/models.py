@@ -52,9 +52,9 @@ class Role(models.TextChoices):
     ADMINISTRATOR = "administrator", _("Trial administrator")
 
 
-# Roles held at a named site; the others cover all sites.
-SITE_ROLES = frozenset({Role.COORDINATOR, Role.INVESTIGATOR})
-ALL_SITE_ROLES = frozenset(set(Role) - SITE_ROLES)
+# Roles held at a named site; the others cover all sites. Tuples: the order reaches migrations.
+SITE_ROLES = (Role.COORDINATOR, Role.INVESTIGATOR)
+ALL_SITE_ROLES = (Role.DATA_MANAGER, Role.MONITOR, Role.ADMINISTRATOR)
 
 
 class RoleAssignment(AuditedModel):

@@ -139,7 +139,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'verbose_name': 'role assignment',
-                'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('role__in', ['investigator', 'coordinator']), ('site__isnull', False)), models.Q(('role__in', ['data_manager', 'monitor', 'administrator']), ('site__isnull', True)), _connector='OR'), name='role_site_matches_scope', violation_error_message='Coordinators and investigators hold their role at a site; the other roles cover all sites.'), models.UniqueConstraint(condition=models.Q(('site__isnull', False)), fields=('user', 'role', 'site'), name='one_role_per_user_site'), models.UniqueConstraint(condition=models.Q(('site__isnull', True)), fields=('user', 'role'), name='one_global_role')],
+                'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('role__in', ['coordinator', 'investigator']), ('site__isnull', False)), models.Q(('role__in', ['data_manager', 'monitor', 'administrator']), ('site__isnull', True)), _connector='OR'), name='role_site_matches_scope', violation_error_message='Coordinators and investigators hold their role at a site; the other roles cover all sites.'), models.UniqueConstraint(condition=models.Q(('site__isnull', False)), fields=('user', 'role', 'site'), name='one_role_per_user_site'), models.UniqueConstraint(condition=models.Q(('site__isnull', True)), fields=('user', 'role'), name='one_global_role')],
             },
         ),
     ]
