@@ -4,6 +4,7 @@ Production values are the defaults: DEBUG off, HTTPS only, secure cookies. `make
 `make test` set DEBUG=1, which turns on what a local demo needs (see `.env.example`).
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -107,8 +108,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    # A file, not memory, so that a Celery worker process can share the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # A file, not memory, so that a Celery worker process can share the test database; one
+    # per test run, so that two runs on one checkout do not delete each other's.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

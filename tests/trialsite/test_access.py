@@ -8,13 +8,26 @@ from trialsite.models import RoleAssignment, Site
 
 pytestmark = pytest.mark.django_db
 
-ROLES = ["coordinator_a", "investigator_a", "coordinator_b", "data_manager", "monitor", "administrator"]
+ROLES = [
+    "coordinator_a",
+    "investigator_a",
+    "coordinator_b",
+    "data_manager",
+    "monitor",
+    "administrator",
+]
 
 # page -> the roles that may open it (200); others get 403, or 404 for another site's object.
 MATRIX = {
     "site_list": set(ROLES),
     "protocol_detail": set(ROLES),
-    "site_detail_a": {"coordinator_a", "investigator_a", "data_manager", "monitor", "administrator"},
+    "site_detail_a": {
+        "coordinator_a",
+        "investigator_a",
+        "data_manager",
+        "monitor",
+        "administrator",
+    },
     "site_edit_a": {"administrator"},
     "audit_log": {"data_manager", "monitor", "administrator"},
     "user_list": {"administrator"},
@@ -75,7 +88,9 @@ def test_another_roles_home_redirects_home(cast, client_for):
     assert response.status_code == 302 and response.url == reverse("home")
 
 
-@pytest.mark.parametrize("path", ["/", "/sites/", "/sites/SHE/", "/protocol/", "/audit/", "/users/"])
+@pytest.mark.parametrize(
+    "path", ["/", "/sites/", "/sites/SHE/", "/protocol/", "/audit/", "/users/"]
+)
 def test_every_page_requires_login(client, site_a, path):
     response = client.get(path)
     assert response.status_code == 302
@@ -91,7 +106,9 @@ def test_site_b_coordinator_sees_only_site_b(cast, site_a, site_b, client_for):
     response = client_for(cast["coordinator_b"]).get(reverse("site_list"))
     assert b"WUH" in response.content and b"SHE" not in response.content
     assert list(sites_for_user(cast["coordinator_b"])) == [site_b]
-    assert list(scope_to_sites(Site.objects.all(), cast["coordinator_b"], site_field="pk")) == [site_b]
+    assert list(scope_to_sites(Site.objects.all(), cast["coordinator_b"], site_field="pk")) == [
+        site_b
+    ]
     assert set(sites_for_user(cast["monitor"])) == {site_a, site_b}
 
 

@@ -79,11 +79,18 @@ def test_protocol_loads_as_protocol_md_describes(protocol):
     pax = DoseSchedule.objects.get(arm=arms["PAX"])
     assert (pax.study_days, pax.times, pax.dose_count) == ([1, 2, 3, 4, 5], ["08:00", "20:00"], 10)
     assert pax.adjustments[0]["amount"] == "150"
-    codes = list(EligibilityCriterion.objects.filter(protocol=protocol).values_list("code", flat=True))
+    codes = list(
+        EligibilityCriterion.objects.filter(protocol=protocol).values_list("code", flat=True)
+    )
     assert codes == [f"I{i}" for i in range(1, 5)] + [f"E{i}" for i in range(1, 13)]
     assert EligibilityCriterion.objects.get(code="E5").asked_for_sex == ["F"]
     assert [(v.code, v.study_day, v.window_days) for v in protocol.visits.all()] == [
-        ("D0", 0, 0), ("D1", 1, 0), ("D4", 4, 0), ("D7", 7, 1), ("D14", 14, 2), ("D28", 28, 3),
+        ("D0", 0, 0),
+        ("D1", 1, 0),
+        ("D4", 4, 0),
+        ("D7", 7, 1),
+        ("D14", 14, 2),
+        ("D28", 28, 3),
     ]
 
 
@@ -105,7 +112,8 @@ def test_load_command_is_idempotent(db, capsys):
 def test_an_amendment_is_a_data_change_recorded_in_the_audit_trail(protocol, definition):
     arms = [
         replace(a, dose_schedules=[replace(a.dose_schedules[0], window_hours=3)])
-        if a.code == "PAX" else a
+        if a.code == "PAX"
+        else a
         for a in definition.arms
     ]
     protocol_load(definition=replace(definition, version="1.1", arms=arms))

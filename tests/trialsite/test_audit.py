@@ -1,0 +1,109 @@
+"""Every change is audited: who, when, old and new values, and why."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+
+from trialsite.audit import MissingChangeReason, audited_save, changes_of
+from trialsite.models import Site
+from trialsite.selectors import audited_models
+from trialsite.services import site_update
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_change_without_a_reason_is_refused_and_nothing_is_written(site_a, administrator):
+    history_before = site_a.history.count()
+    with pytest.raises(ValidationError) as excinfo:
+        site_update(site=site_a, user=administrator, reason="  ", name="Renamed")
+    assert excinfo.value.message_dict == {"reason": ["Give a reason for changing this record."]}
+    site_a.refresh_from_db()
+    assert site_a.name == "Shanghai East Hospital"
+    assert site_a.history.count() == history_before
+
+
+def test_no_path_changes_an_audited_record_silently(site_a):
+    site_a.name = "Renamed"
+    with pytest.raises(MissingChangeReason):
+        site_a.save()
+    assert Site.objects.get(pk=site_a.pk).name == "Shanghai East Hospital"
+
+
+def test_a_change_with_a_reason_records_user_time_old_new_and_why(site_a, administrator):
+    when = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    with time_machine.travel(when, tick=False):
+        site_update(
+            site=site_a, user=administrator, reason="Name per IRB letter", name="East Hospital"
+        )
+    record = site_a.history.first()
+    assert record.history_type == "~"
+    assert record.history_user == administrator
+    assert record.history_date == when
+    assert record.history_change_reason == "Name per IRB letter"
+    assert changes_of(record) == [
+        {"field": "name", "old": "Shanghai East Hospital", "new": "East Hospital"}
+    ]
+
+
+def test_creation_needs_no_reason_and_is_recorded(administrator):
+    site = audited_save(Site(code="NEW", name="New Hospital"), user=administrator)
+    assert site.history.get().history_type == "+"
+
+
+def test_site_edit_page_keeps_typed_input_and_shows_the_reason_error(
+    site_a, administrator, client_for
+):
+    client = client_for(administrator)
+    url = reverse("site_edit", args=["SHE"])
+    response = client.post(url, {"name": "Typed name", "time_zone": "Asia/Shanghai", "reason": ""})
+    assert response.status_code == 200
+    assert response.context["form"].errors == {"reason": ["This field is required."]}
+    assert b'value="Typed name"' in response.content
+    site_a.refresh_from_db()
+    assert site_a.name == "Shanghai East Hospital"
+
+
+def test_site_edit_page_rejects_an_unknown_time_zone_next_to_the_field(
+    site_a, administrator, client_for
+):
+    response = client_for(administrator).post(
+        reverse("site_edit", args=["SHE"]),
+        {"name": "East", "time_zone": "Mars/Olympus", "reason": "typo"},
+    )
+    assert response.context["form"].errors == {
+        "time_zone": ["Mars/Olympus is not a known time zone."]
+    }
+    site_a.refresh_from_db()
+    assert site_a.time_zone == "Asia/Shanghai"
+
+
+def test_site_edit_through_the_page_is_in_the_audit_trail(
+    site_a, administrator, data_manager, client_for
+):
+    response = client_for(administrator).post(
+        reverse("site_edit", args=["SHE"]),
+        {"name": "East", "time_zone": "Asia/Shanghai", "is_active": "on", "reason": "Rename"},
+    )
+    assert response.status_code == 302
+    record = site_a.history.first()
+    assert (record.history_user, record.history_change_reason) == (administrator, "Rename")
+    page = client_for(data_manager).get(reverse("audit_log"))
+    entry = next(e for e in page.context["entries"] if e.reason == "Rename")
+    assert (entry.who, entry.action) == ("adam", "Changed")
+    assert entry.changes == [{"field": "name", "old": "Shanghai East Hospital", "new": "East"}]
+
+
+def test_every_trial_data_model_is_audited():
+    names = {m._meta.label for m in audited_models()}
+    assert {
+        "trialsite.Site",
+        "trialsite.RoleAssignment",
+        "trialsite.Protocol",
+        "arms.Arm",
+        "dosing.DoseSchedule",
+        "enrollment.EligibilityCriterion",
+        "outcomes.VisitDefinition",
+    } <= names
