@@ -5,9 +5,12 @@ the service is missing, unless TRIAL_REQUIRE_SERVICES names it (as .ci/run does)
 missing service is a failure, never a silent skip.
 """
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +24,32 @@ from trialsite.models import Role
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = ROOT / "tests" / "output"
 REQUIRED = {s.strip() for s in os.environ.get("TRIAL_REQUIRE_SERVICES", "").split(",") if s}
+
+
+def _private_filesystem_broker() -> None:
+    """Give this test run its own broker folders (filesystem transport only), so that a
+    `make run` worker or another test run on the same checkout never takes its messages.
+    Child processes (workers) inherit BROKER_DIR; this process's Celery app is re-pointed
+    before anything has published."""
+    if not settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        return
+    from trialsite.celery import app
+
+    run_dir = Path(tempfile.mkdtemp(prefix="broker-", dir=settings.VAR_DIR))
+    os.environ["BROKER_DIR"] = str(run_dir)
+    options = {
+        **app.conf.broker_transport_options,
+        "data_folder_in": str(run_dir / "queue"),
+        "data_folder_out": str(run_dir / "queue"),
+        "control_folder": str(run_dir / "control"),
+    }
+    for key in ("data_folder_in", "control_folder"):
+        Path(options[key]).mkdir(parents=True, exist_ok=True)
+    app.conf.broker_transport_options = options
+    atexit.register(shutil.rmtree, run_dir, ignore_errors=True)
+
+
+_private_filesystem_broker()
 
 
 def service_missing(service: str, reason: str):
