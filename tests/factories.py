@@ -52,3 +52,43 @@ def user_with_role(role: str, site: Site | None = None, **user_fields) -> User:
     user = UserFactory(**user_fields)
     RoleAssignmentFactory(user=user, role=role, site=site)
     return user
+
+
+# --- Enrollment ---------------------------------------------------------------------------------
+
+import datetime  # noqa: E402
+
+from enrollment.models import ConsentVersion, Participant  # noqa: E402
+from enrollment.services import participant_register  # noqa: E402
+from trialsite.models import Protocol  # noqa: E402
+
+
+class ParticipantFactory(factory.Factory):
+    """Registers through the service, so the study number and the MRN hash are real."""
+
+    class Meta:
+        model = Participant
+
+    site = factory.SubFactory(SiteFactory)
+    user = factory.SubFactory(UserFactory)
+    name = factory.Sequence(lambda n: f"Testpatient Number{n}")
+    mrn = factory.Sequence(lambda n: f"MRN{n:07d}")
+    sex = "F"
+    date_of_birth = datetime.date(1970, 5, 1)
+    contact = ""
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        return participant_register(**kwargs)
+
+
+class ConsentVersionFactory(AuditedFactory):
+    class Meta:
+        model = ConsentVersion
+
+    protocol = factory.LazyFunction(lambda: Protocol.objects.get(is_current=True))
+    version = factory.Sequence(lambda n: f"1.{n}")
+    language = "en"
+    irb_approval_date = datetime.date(2026, 1, 5)
+    effective_date = datetime.date(2026, 1, 15)
+    created_by = factory.SubFactory(UserFactory)

@@ -1,0 +1,177 @@
+"""Reads of enrollment: participants as a user may see them, consent versions, the gate.
+
+Access: another site's participant is never loaded; a query filter, not a check after the
+fact, keeps it out (a 404, so that its existence does not leak).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from trialsite.access import access_for, scope_to_sites
+from trialsite.models import Protocol, Role
+
+from .models import (
+    OFF_STUDY_SCOPES,
+    Consent,
+    ConsentVersion,
+    Decision,
+    Participant,
+    ReconsentStatus,
+    ReconsentTask,
+    Screening,
+    Withdrawal,
+)
+
+SITE_STAFF = (Role.COORDINATOR, Role.INVESTIGATOR)
+
+
+def current_protocol() -> Protocol:
+    return Protocol.objects.get(is_current=True)
+
+
+def site_today(participant: Participant) -> date:
+    return timezone.localdate(timezone=participant.site.zone)
+
+
+# --- Access ---------------------------------------------------------------------------------
+
+
+def participants_for_user(user, *roles: str) -> QuerySet[Participant]:
+    """Participants at the sites where the user holds any of `roles` (any role if none)."""
+    return scope_to_sites(Participant.objects.select_related("site"), user, roles=roles)
+
+
+def participant_for_user(user, study_number: str, *roles: str) -> Participant:
+    """The participant if the user may see it (with `roles`, if named); otherwise 404."""
+    return get_object_or_404(participants_for_user(user, *roles), study_number=study_number)
+
+
+def is_own_site_staff(user, participant: Participant) -> bool:
+    """Coordinators and investigators of the participant's site: the only ones who see
+    identifiers (all-site roles do not)."""
+    return participant.site_id in (access_for(user).site_ids(*SITE_STAFF) or ())
+
+
+def participant_list(user) -> QuerySet[Participant]:
+    latest = Screening.objects.filter(participant=OuterRef("pk")).order_by(
+        "-screening_date", "-recorded_at"
+    )
+    return participants_for_user(user).annotate(
+        latest_decision=Subquery(latest.values("decision")[:1]),
+        latest_screened_on=Subquery(latest.values("screening_date")[:1]),
+    )
+
+
+# --- Screening ----------------------------------------------------------------------------------
+
+
+def latest_screening(participant: Participant) -> Screening | None:
+    return participant.screenings.order_by("-screening_date", "-recorded_at").first()
+
+
+def screening_log(user) -> QuerySet[Screening]:
+    """Every screening of every participant the user may see, newest first."""
+    return scope_to_sites(
+        Screening.objects.select_related("participant__site", "screened_by"),
+        user,
+        site_field="participant__site",
+    ).order_by("-screening_date", "-recorded_at")
+
+
+# --- Consent ------------------------------------------------------------------------------------
+
+
+def current_versions(*, on: date, protocol: Protocol | None = None) -> dict[str, ConsentVersion]:
+    """Language -> the version in force on `on`: the latest effective date not after it."""
+    protocol = protocol or current_protocol()
+    current: dict[str, ConsentVersion] = {}
+    for version in ConsentVersion.objects.filter(
+        protocol=protocol, effective_date__lte=on
+    ).order_by("language", "-effective_date", "-pk"):
+        current.setdefault(version.language, version)
+    return current
+
+
+def latest_consent(participant: Participant) -> Consent | None:
+    return participant.consents.select_related("version").order_by("-consented_at", "-pk").first()
+
+
+def has_current_consent(participant: Participant, *, on: date | None = None) -> bool:
+    consent = latest_consent(participant)
+    if consent is None:
+        return False
+    current = current_versions(on=on or site_today(participant))
+    return consent.version_id in {v.pk for v in current.values()}
+
+
+def open_reconsent_tasks(user) -> QuerySet[ReconsentTask]:
+    return scope_to_sites(
+        ReconsentTask.objects.filter(status=ReconsentStatus.OPEN).select_related(
+            "participant__site", "lar_consent__version"
+        ),
+        user,
+        site_field="participant__site",
+    ).order_by("participant__site__code", "participant__sequence")
+
+
+def version_reconsent_due(user, *, on: date | None = None) -> list[tuple[Participant, Consent]]:
+    """Participants still on study whose latest consent is on a version no longer current.
+
+    Three queries whatever the number of participants: versions, participants, consents.
+    """
+    current_ids = {v.pk for v in current_versions(on=on or timezone.localdate()).values()}
+    participants = (
+        participants_for_user(user)
+        .filter(consents__isnull=False)
+        .exclude(withdrawals__scope__in=OFF_STUDY_SCOPES)
+        .distinct()
+    )
+    latest_by_participant: dict[int, Consent] = {}
+    for consent in (
+        Consent.objects.filter(participant__in=participants)
+        .select_related("version")
+        .order_by("participant_id", "-consented_at", "-pk")
+    ):
+        latest_by_participant.setdefault(consent.participant_id, consent)
+    due = []
+    for participant in participants.order_by("site__code", "sequence"):
+        consent = latest_by_participant[participant.pk]
+        if consent.version_id not in current_ids:
+            due.append((participant, consent))
+    return due
+
+
+# --- The randomization gate ---------------------------------------------------------------------
+
+
+def randomization_gate(participant: Participant) -> list[str]:
+    """What stands between the participant and randomization; empty means ready.
+
+    Ready when the latest screening is eligible, consent on the current version is
+    recorded, an investigator has signed off that screening, and consent is not withdrawn.
+    """
+    missing = []
+    screening = latest_screening(participant)
+    if screening is None:
+        missing.append(_("No screening is recorded."))
+    elif screening.decision != Decision.ELIGIBLE:
+        missing.append(
+            _("The latest screening is %(decision)s, not eligible.")
+            % {"decision": screening.get_decision_display().lower()}
+        )
+    if not has_current_consent(participant):
+        missing.append(_("No consent on the current consent version is recorded."))
+    if screening is None or not hasattr(screening, "signoff"):
+        missing.append(_("No investigator has signed off the latest screening."))
+    withdrawal = Withdrawal.objects.filter(participant=participant).order_by("withdrawn_on").first()
+    if withdrawal is not None:
+        missing.append(
+            _("Consent was withdrawn on %(date)s.") % {"date": withdrawal.withdrawn_on.isoformat()}
+        )
+    return missing

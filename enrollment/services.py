@@ -1,0 +1,340 @@
+"""Writes of enrollment: registration, screening, consent, refusal, withdrawal, sign-off.
+
+Each is keyword-only, one transaction, validated before it saves, and audited. Forms carry a
+submission token: a second submit of the same form returns the first record.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from trialsite.access import access_for
+from trialsite.audit import audited_save
+from trialsite.models import Protocol, Role, Site
+
+from . import rules
+from .crypto import mrn_hash
+from .models import (
+    Consent,
+    ConsentRefusal,
+    ConsentVersion,
+    Decision,
+    EligibilitySignoff,
+    Participant,
+    ReconsentStatus,
+    ReconsentTask,
+    Screening,
+    Signer,
+    StudyNumberCounter,
+    Withdrawal,
+)
+from .selectors import current_protocol, current_versions, has_current_consent, latest_screening
+
+STUDY_NUMBER_DIGITS = 4
+SIGNOFF_MEANING = "I confirm this patient is eligible."
+
+
+class DuplicateParticipant(Exception):
+    """The MRN is already registered at the site: use the existing participant."""
+
+    def __init__(self, participant: Participant):
+        self.participant = participant
+        super().__init__(f"MRN already registered as {participant.study_number}")
+
+
+def _existing(model, token: UUID | None):
+    return model.objects.filter(submission_token=token).first() if token else None
+
+
+# --- Registry ------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def participant_register(
+    *,
+    site: Site,
+    user,
+    name: str,
+    mrn: str,
+    sex: str,
+    date_of_birth: date,
+    contact: str = "",
+) -> Participant:
+    """Gap-free study numbers: the site's counter row is locked until the participant row
+    is written, in this transaction; a rejected registration takes no number."""
+    protocol = current_protocol()
+    problem = rules.date_of_birth_error(
+        date_of_birth, today=timezone.localdate(timezone=site.zone), protocol_rules=protocol.rules
+    )
+    if problem:
+        raise ValidationError({"date_of_birth": problem})
+    digest = mrn_hash(site_code=site.code, mrn=mrn)
+    StudyNumberCounter.objects.get_or_create(site=site)
+    counter = StudyNumberCounter.objects.select_for_update().get(site=site)
+    # Checked under the lock: two clerks registering one MRN at once find each other.
+    existing = Participant.objects.filter(site=site, mrn_hash=digest).first()
+    if existing is not None:
+        raise DuplicateParticipant(existing)
+    counter.last_number += 1
+    counter.save(update_fields=["last_number"])
+    participant = Participant(
+        site=site,
+        sequence=counter.last_number,
+        study_number=f"{site.code}-{counter.last_number:0{STUDY_NUMBER_DIGITS}d}",
+        name=name.strip(),
+        mrn=mrn.strip(),
+        mrn_hash=digest,
+        contact=contact.strip(),
+        sex=sex,
+        date_of_birth=date_of_birth,
+        registered_by=user,
+    )
+    return audited_save(participant, user=user)
+
+
+# --- Screening -----------------------------------------------------------------------------------
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+@transaction.atomic
+def participant_screen(
+    *,
+    participant: Participant,
+    user,
+    answers: dict[str, Any],
+    submission_token: UUID | None = None,
+    protocol: Protocol | None = None,
+) -> Screening:
+    """A new screening against the current protocol's criteria; earlier ones are kept.
+    Idempotent per submission token."""
+    if existing := _existing(Screening, submission_token):
+        return existing
+    protocol = protocol or current_protocol()
+    criteria = list(protocol.criteria.all())
+    today = timezone.localdate(timezone=participant.site.zone)
+    answers = {
+        **answers,
+        # From the registry and the consent records, not typed again.
+        "sex": participant.sex,
+        "date_of_birth": participant.date_of_birth,
+        "informed_consent": has_current_consent(participant, on=today),
+    }
+    errors = rules.screening_input_errors(
+        answers, criteria, today=today, protocol_rules=protocol.rules
+    )
+    if errors:
+        raise ValidationError(errors)
+    evaluation = rules.evaluate(criteria, answers, protocol.rules)
+    screening = Screening(
+        participant=participant,
+        protocol=protocol,
+        screened_by=user,
+        screening_date=answers["screening_date"],
+        answers={k: _json_value(v) for k, v in answers.items()},
+        decision=evaluation.decision,
+        results=[r.as_dict() for r in evaluation.results],
+        failures=evaluation.failures,
+        submission_token=submission_token,
+    )
+    return audited_save(screening, user=user)
+
+
+# --- Consent -------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def consent_version_create(
+    *,
+    user,
+    version: str,
+    language: str,
+    irb_approval_date: date,
+    effective_date: date,
+    document=None,
+    protocol: Protocol | None = None,
+) -> ConsentVersion:
+    consent_version = ConsentVersion(
+        protocol=protocol or current_protocol(),
+        version=version.strip(),
+        language=language,
+        irb_approval_date=irb_approval_date,
+        effective_date=effective_date,
+        created_by=user,
+    )
+    if document:
+        consent_version.document = document
+    return audited_save(consent_version, user=user)
+
+
+@transaction.atomic
+def consent_record(
+    *,
+    participant: Participant,
+    user,
+    version: ConsentVersion,
+    consented_at: datetime,
+    signer: str,
+    lar_name: str = "",
+    lar_relationship: str = "",
+    witness_needed: bool = False,
+    witness_name: str = "",
+    copy_given: bool = False,
+    submission_token: UUID | None = None,
+) -> Consent:
+    """Consent on the version in force, not in the future, not before the version took
+    effect. An LAR's consent opens a re-consent task; the participant's own consent closes
+    the open ones. Idempotent per submission token."""
+    if existing := _existing(Consent, submission_token):
+        return existing
+    zone = participant.site.zone
+    today = timezone.localdate(timezone=zone)
+    errors: dict[str, str] = {}
+    if consented_at > timezone.now():
+        errors["consented_at"] = _("The time of consent cannot be in the future.")
+    elif timezone.localtime(consented_at, zone).date() < version.effective_date:
+        errors["consented_at"] = _(
+            "The time of consent is before version %(version)s took effect on %(date)s."
+        ) % {"version": version.version, "date": version.effective_date.isoformat()}
+    current = current_versions(on=today, protocol=version.protocol).get(version.language)
+    if current is None or current.pk != version.pk:
+        errors["version"] = (
+            _("Only the current version may be used for a new consent: %(current)s.")
+            % {"current": current}
+            if current
+            else _("Version %(version)s is not in effect.") % {"version": version}
+        )
+    if signer == Signer.LAR:
+        if not lar_name.strip():
+            errors["lar_name"] = _("Give the representative's name.")
+        if not lar_relationship.strip():
+            errors["lar_relationship"] = _("Give the representative's relationship.")
+    if witness_needed and not witness_name.strip():
+        errors["witness_name"] = _("Name the impartial witness.")
+    if errors:
+        raise ValidationError(errors)
+    is_lar = signer == Signer.LAR
+    consent = audited_save(
+        Consent(
+            participant=participant,
+            version=version,
+            consented_at=consented_at,
+            signer=signer,
+            lar_name=lar_name.strip() if is_lar else "",
+            lar_relationship=lar_relationship.strip() if is_lar else "",
+            witness_needed=witness_needed,
+            witness_name=witness_name.strip() if witness_needed else "",
+            obtained_by=user,
+            copy_given=copy_given,
+            submission_token=submission_token,
+        ),
+        user=user,
+    )
+    if is_lar:
+        audited_save(ReconsentTask(participant=participant, lar_consent=consent), user=user)
+    else:
+        for task in participant.reconsent_tasks.filter(status=ReconsentStatus.OPEN):
+            task.status = ReconsentStatus.DONE
+            task.done_by_consent = consent
+            audited_save(task, user=user, reason=_("Re-consented in person"))
+    return consent
+
+
+@transaction.atomic
+def consent_refusal_record(
+    *,
+    participant: Participant,
+    user,
+    refused_on: date,
+    reason: str,
+    submission_token: UUID | None = None,
+) -> ConsentRefusal:
+    """Idempotent per submission token."""
+    if existing := _existing(ConsentRefusal, submission_token):
+        return existing
+    if refused_on > timezone.localdate(timezone=participant.site.zone):
+        raise ValidationError({"refused_on": _("The date cannot be in the future.")})
+    return audited_save(
+        ConsentRefusal(
+            participant=participant,
+            refused_on=refused_on,
+            reason=reason.strip(),
+            recorded_by=user,
+            submission_token=submission_token,
+        ),
+        user=user,
+    )
+
+
+@transaction.atomic
+def withdrawal_record(
+    *,
+    participant: Participant,
+    user,
+    scope: str,
+    withdrawn_on: date,
+    reason: str,
+    submission_token: UUID | None = None,
+) -> Withdrawal:
+    """What stops is the scope; later steps (doses, visits, exports) read it. Idempotent per
+    submission token."""
+    if existing := _existing(Withdrawal, submission_token):
+        return existing
+    if withdrawn_on > timezone.localdate(timezone=participant.site.zone):
+        raise ValidationError({"withdrawn_on": _("The date cannot be in the future.")})
+    if not participant.consents.exists():
+        raise ValidationError(_("There is no consent to withdraw."))
+    return audited_save(
+        Withdrawal(
+            participant=participant,
+            scope=scope,
+            withdrawn_on=withdrawn_on,
+            reason=reason.strip(),
+            recorded_by=user,
+            submission_token=submission_token,
+        ),
+        user=user,
+    )
+
+
+# --- Eligibility sign-off ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def eligibility_signoff(*, participant: Participant, user, password: str) -> EligibilitySignoff:
+    """An investigator of the participant's site signs the latest, eligible screening, after
+    re-entering their password. One signature per screening (a second submit returns it)."""
+    if participant.site_id not in (access_for(user).site_ids(Role.INVESTIGATOR) or ()):
+        raise ValidationError(_("Only an investigator of the participant's site can sign off."))
+    if not user.check_password(password):
+        raise ValidationError({"password": _("The password is not correct.")})
+    screening = latest_screening(participant)
+    if screening is None or screening.decision != Decision.ELIGIBLE:
+        raise ValidationError(_("The latest screening is not eligible: nothing to sign off."))
+    existing = EligibilitySignoff.objects.filter(screening=screening).first()
+    if existing is not None:
+        return existing
+    return audited_save(
+        EligibilitySignoff(
+            screening=screening,
+            signer=user,
+            printed_name=user.get_full_name() or user.get_username(),
+            signed_at=timezone.now(),
+            meaning=SIGNOFF_MEANING,
+        ),
+        user=user,
+    )

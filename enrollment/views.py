@@ -1,0 +1,274 @@
+"""Enrollment pages. Every participant is loaded through `participant_for_user` (another
+site's participant is a 404); writes need a coordinator or investigator role at the
+participant's site, and go through one service each."""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from trialsite.access import access_for, role_required, sites_for_user
+from trialsite.models import Protocol, Role
+
+from . import selectors, services
+from .filters import ScreeningLogFilter
+from .forms import (
+    ConsentForm,
+    ConsentVersionForm,
+    ParticipantRegistrationForm,
+    RefusalForm,
+    ScreeningForm,
+    SignoffForm,
+    WithdrawalForm,
+)
+from .models import ConsentVersion, Decision
+
+WRITERS = (Role.COORDINATOR, Role.INVESTIGATOR)
+
+
+def _add_errors(form, exc: ValidationError) -> None:
+    """A service's ValidationError onto the form: beside its field when the form has it."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc)
+
+
+def _form_page(request, participant, form, *, title, intro=""):
+    context = {"participant": participant, "form": form, "title": title, "intro": intro}
+    return render(request, "enrollment/form.html", context)
+
+
+# --- Registry ------------------------------------------------------------------------------------
+
+
+def participant_list(request):
+    context = {
+        "participants": selectors.participant_list(request.user),
+        "can_register": access_for(request.user).has(*WRITERS),
+    }
+    return render(request, "enrollment/participant_list.html", context)
+
+
+@role_required(*WRITERS)
+def participant_register(request):
+    sites = sites_for_user(request.user, *WRITERS)
+    form = ParticipantRegistrationForm(request.POST or None, sites=sites)
+    if request.method == "POST" and form.is_valid():
+        try:
+            participant = services.participant_register(user=request.user, **form.cleaned_data)
+        except services.DuplicateParticipant as exc:
+            messages.info(
+                request,
+                _("This MRN is already registered at this site as %(number)s.")
+                % {"number": exc.participant.study_number},
+            )
+            return redirect("enrollment:participant_detail", exc.participant.study_number)
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(
+                request, _("Registered as %(number)s.") % {"number": participant.study_number}
+            )
+            return redirect("enrollment:participant_detail", participant.study_number)
+    return _form_page(request, None, form, title=_("Register a patient"))
+
+
+def participant_detail(request, study_number: str):
+    participant = selectors.participant_for_user(request.user, study_number)
+    access = access_for(request.user)
+    writer_sites = access.site_ids(*WRITERS) or ()
+    with timezone.override(participant.site.zone):
+        context = {
+            "participant": participant,
+            "show_identifiers": selectors.is_own_site_staff(request.user, participant),
+            "can_write": participant.site_id in writer_sites,
+            "can_sign": participant.site_id in (access.site_ids(Role.INVESTIGATOR) or ()),
+            "screenings": participant.screenings.select_related(
+                "screened_by", "signoff__signer"
+            ).order_by("-screening_date", "-recorded_at"),
+            "consents": participant.consents.select_related("version", "obtained_by"),
+            "open_tasks": participant.reconsent_tasks.filter(status="open"),
+            "refusals": participant.refusals.order_by("-refused_on"),
+            "withdrawals": participant.withdrawals.all(),
+            "gate": selectors.randomization_gate(participant),
+        }
+        return render(request, "enrollment/participant_detail.html", context)
+
+
+# --- Screening -----------------------------------------------------------------------------------
+
+
+@role_required(*WRITERS)
+def participant_screen(request, study_number: str):
+    participant = selectors.participant_for_user(request.user, study_number, *WRITERS)
+    protocol = selectors.current_protocol()
+    criteria = list(protocol.criteria.all())
+    form = ScreeningForm(
+        request.POST or None,
+        criteria=criteria,
+        sex=participant.sex,
+        initial={"screening_date": selectors.site_today(participant)},
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            screening = services.participant_screen(
+                participant=participant,
+                user=request.user,
+                answers=form.answers(),
+                submission_token=form.cleaned_data["submission_token"],
+                protocol=protocol,
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(
+                request,
+                _("Screening saved: %(decision)s.")
+                % {"decision": screening.get_decision_display()},
+            )
+            return redirect("enrollment:participant_detail", participant.study_number)
+    context = {"participant": participant, "form": form, "protocol": protocol}
+    return render(request, "enrollment/screening_form.html", context)
+
+
+def screening_log(request):
+    protocol = Protocol.objects.filter(is_current=True).first()
+    log = ScreeningLogFilter(
+        request.GET or None,
+        queryset=selectors.screening_log(request.user),
+        request=request,
+        protocol=protocol,
+    )
+    screenings = log.qs
+    counts = dict(screenings.order_by().values_list("decision").annotate(n=Count("pk")))
+    page = Paginator(screenings, 50).get_page(request.GET.get("page"))
+    context = {
+        "filter": log,
+        "page": page,
+        "counts": [(label, counts.get(value, 0)) for value, label in Decision.choices],
+        "total": sum(counts.values()),
+    }
+    return render(request, "enrollment/screening_log.html", context)
+
+
+# --- Consent -------------------------------------------------------------------------------------
+
+
+@role_required(*WRITERS)
+def consent_record(request, study_number: str):
+    participant = selectors.participant_for_user(request.user, study_number, *WRITERS)
+    with timezone.override(participant.site.zone):
+        current = selectors.current_versions(on=selectors.site_today(participant))
+        versions = ConsentVersion.objects.filter(pk__in=[v.pk for v in current.values()])
+        form = ConsentForm(request.POST or None, versions=versions)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.consent_record(
+                    participant=participant, user=request.user, **form.cleaned_data
+                )
+            except ValidationError as exc:
+                _add_errors(form, exc)
+            else:
+                messages.success(request, _("Consent recorded."))
+                return redirect("enrollment:participant_detail", participant.study_number)
+        intro = "" if current else _("No consent version is in effect yet.")
+        return _form_page(request, participant, form, title=_("Record consent"), intro=intro)
+
+
+@role_required(*WRITERS)
+def consent_refusal(request, study_number: str):
+    participant = selectors.participant_for_user(request.user, study_number, *WRITERS)
+    form = RefusalForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.consent_refusal_record(
+                participant=participant, user=request.user, **form.cleaned_data
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(request, _("Refusal recorded."))
+            return redirect("enrollment:participant_detail", participant.study_number)
+    return _form_page(request, participant, form, title=_("Record a refusal to consent"))
+
+
+@role_required(*WRITERS)
+def withdrawal(request, study_number: str):
+    participant = selectors.participant_for_user(request.user, study_number, *WRITERS)
+    form = WithdrawalForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.withdrawal_record(
+                participant=participant, user=request.user, **form.cleaned_data
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(request, _("Withdrawal recorded."))
+            return redirect("enrollment:participant_detail", participant.study_number)
+    return _form_page(request, participant, form, title=_("Record withdrawal of consent"))
+
+
+@role_required(Role.INVESTIGATOR)
+def eligibility_signoff(request, study_number: str):
+    participant = selectors.participant_for_user(request.user, study_number, Role.INVESTIGATOR)
+    screening = selectors.latest_screening(participant)
+    form = SignoffForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.eligibility_signoff(
+                participant=participant, user=request.user, password=form.cleaned_data["password"]
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(request, _("Eligibility signed off."))
+            return redirect("enrollment:participant_detail", participant.study_number)
+    context = {
+        "participant": participant,
+        "screening": screening,
+        "form": form,
+        "printed_name": request.user.get_full_name() or request.user.get_username(),
+        "meaning": services.SIGNOFF_MEANING,
+    }
+    return render(request, "enrollment/signoff.html", context)
+
+
+def consent_version_list(request):
+    context = {
+        "versions": ConsentVersion.objects.select_related("protocol").order_by(
+            "language", "-effective_date"
+        ),
+        "current": {v.pk for v in selectors.current_versions(on=timezone.localdate()).values()}
+        if Protocol.objects.filter(is_current=True).exists()
+        else set(),
+        "can_manage": access_for(request.user).has(Role.ADMINISTRATOR),
+    }
+    return render(request, "enrollment/consent_version_list.html", context)
+
+
+@role_required(Role.ADMINISTRATOR)
+def consent_version_create(request):
+    form = ConsentVersionForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.consent_version_create(user=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(request, _("Consent version added."))
+            return redirect("enrollment:consent_version_list")
+    return _form_page(request, None, form, title=_("Add a consent version"))
+
+
+def reconsent_list(request):
+    context = {
+        "tasks": selectors.open_reconsent_tasks(request.user),
+        "version_due": selectors.version_reconsent_due(request.user),
+    }
+    return render(request, "enrollment/reconsent_list.html", context)
