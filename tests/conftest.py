@@ -225,8 +225,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
+    # Module scope, not session: Playwright's event loop lives while the browser does, and
+    # Django's async views (healthz) refuse to run in a thread with a running loop.
     if not Path(CHROMIUM).exists():
         service_missing("browser", f"Debian's Chromium is not installed at {CHROMIUM}")
     # Playwright's sync API runs an event loop in this thread; the ORM calls that the test

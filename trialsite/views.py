@@ -12,7 +12,7 @@ from enrollment.models import EligibilityCriterion
 from . import selectors
 from .access import access_for, role_required, site_for_user, sites_for_user
 from .forms import SiteForm
-from .models import Protocol, Role, RoleAssignment
+from .models import Protocol, Role, RoleAssignment, WorkerHeartbeat
 from .services import site_update
 
 ROLE_HOME_TEMPLATES = {role: f"home/{role}.html" for role in Role}
@@ -38,6 +38,8 @@ def role_home(request, role: str):
         "sites": sites_for_user(request.user, role),
         "protocol": Protocol.objects.filter(is_current=True).first(),
     }
+    if role == Role.ADMINISTRATOR:
+        context["heartbeat"] = WorkerHeartbeat.objects.filter(name="worker").first()
     return render(request, ROLE_HOME_TEMPLATES[role], context)
 
 
