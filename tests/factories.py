@@ -92,3 +92,142 @@ class ConsentVersionFactory(AuditedFactory):
     irb_approval_date = datetime.date(2026, 1, 5)
     effective_date = datetime.date(2026, 1, 15)
     created_by = factory.SubFactory(UserFactory)
+
+
+# --- Arms: randomization -------------------------------------------------------------------------
+
+import random  # noqa: E402
+import uuid  # noqa: E402
+
+from django.utils import timezone  # noqa: E402
+from simple_history.utils import bulk_create_with_history  # noqa: E402
+
+from arms.models import Allocation, ListEntry, RandomizationList  # noqa: E402
+from enrollment.models import (  # noqa: E402
+    Consent,
+    Decision,
+    EligibilitySignoff,
+    Screening,
+    Signer,
+)
+
+
+def current_consent_version(user) -> ConsentVersion:
+    """One consent version in force for the whole test: a second one would make the first
+    out of date, and its consents no longer current."""
+    protocol = Protocol.objects.get(is_current=True)
+    return ConsentVersion.objects.filter(protocol=protocol, language="en").order_by(
+        "-effective_date", "-pk"
+    ).first() or ConsentVersionFactory(protocol=protocol, created_by=user)
+
+
+def ready_participant(*, site, user, investigator=None, severity: str = "severe") -> Participant:
+    """A participant who passes the randomization gate: eligible screening with `severity`,
+    consent on the current version, the investigator's sign-off."""
+    participant = ParticipantFactory(site=site, user=user)
+    version = current_consent_version(user)
+    audited_save(
+        Consent(
+            participant=participant,
+            version=version,
+            consented_at=timezone.now() - datetime.timedelta(hours=2),
+            signer=Signer.PARTICIPANT,
+            obtained_by=user,
+            copy_given=True,
+        ),
+        user=user,
+    )
+    screening = audited_save(
+        Screening(
+            participant=participant,
+            protocol=version.protocol,
+            screened_by=user,
+            screening_date=timezone.localdate(timezone=site.zone),
+            answers={"severity": severity, "weight_kg": "70", "egfr": "90"},
+            decision=Decision.ELIGIBLE,
+            results=[{"code": "I2", "outcome": "met", "reason": severity}],
+        ),
+        user=user,
+    )
+    signer = investigator or user
+    audited_save(
+        EligibilitySignoff(
+            screening=screening,
+            signer=signer,
+            printed_name=signer.get_username(),
+            signed_at=timezone.now(),
+            meaning="I confirm this patient is eligible.",
+        ),
+        user=signer,
+    )
+    return participant
+
+
+def active_randomization_list(*, administrator, per_stratum: int = 30, seed: int | None = None):
+    """A generated list, activated. A seed gives the same list twice (tests only)."""
+    from arms.services import randomization_list_activate, randomization_list_generate
+
+    randomization_list = randomization_list_generate(
+        user=administrator,
+        per_stratum=per_stratum,
+        rng=random.Random(seed) if seed is not None else None,  # noqa: S311
+    )
+    return randomization_list_activate(user=administrator, randomization_list=randomization_list)
+
+
+def bulk_allocated(
+    *, site, user, randomization_list: RandomizationList, count: int, severity: str = "severe"
+) -> list[Allocation]:
+    """`count` randomized participants at `site`, written in bulk (with their history rows):
+    for rosters and benchmarks, where thousands are needed quickly. The list's entries are used
+    in sequence, as the service would."""
+    start = Participant.objects.filter(site=site).count()
+    now = timezone.now()
+    participants = bulk_create_with_history(
+        [
+            Participant(
+                site=site,
+                sequence=start + i + 1,
+                study_number=f"{site.code}-{start + i + 1:05d}",
+                name=f"Bulk Patient {start + i + 1}",
+                mrn=f"B{site.code}{start + i + 1:07d}",
+                mrn_hash=uuid.uuid4().hex,
+                sex="F" if i % 2 else "M",
+                date_of_birth=datetime.date(1960 + i % 40, 1 + i % 12, 1 + i % 28),
+                registered_by=user,
+            )
+            for i in range(count)
+        ],
+        Participant,
+        batch_size=500,
+        default_user=user,
+    )
+    if not participants[0].pk:
+        participants = list(
+            Participant.objects.filter(site=site, sequence__gt=start).order_by("sequence")
+        )
+    stratum = randomization_list.strata.get(site=site, severity=severity)
+    entries = list(
+        ListEntry.objects.filter(stratum=stratum, allocation__isnull=True)
+        .select_related("arm")
+        .order_by("sequence")[:count]
+    )
+    assert len(entries) == count, "the list is too short for this many participants"
+    return bulk_create_with_history(
+        [
+            Allocation(
+                participant=p,
+                entry=e,
+                stratum=stratum,
+                arm=e.arm,
+                randomization_number=f"R{randomization_list.pk}-{stratum.code}-{e.sequence:04d}",
+                randomized_at=now - datetime.timedelta(days=i % 20, minutes=i),
+                randomized_by=user,
+                idempotency_key=uuid.uuid4(),
+            )
+            for i, (p, e) in enumerate(zip(participants, entries, strict=True))
+        ],
+        Allocation,
+        batch_size=500,
+        default_user=user,
+    )
