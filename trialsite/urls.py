@@ -15,6 +15,8 @@ urlpatterns = [
     path("audit/", views.audit_log, name="audit_log"),
     path("users/", views.user_list, name="user_list"),
     path("participants/", include("enrollment.urls")),
+    path("arms/", include("arms.urls")),
+    path("dosing/", include("dosing.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", HealthzView.as_view(), name="healthz"),

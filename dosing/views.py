@@ -1,0 +1,174 @@
+"""Dosing pages: today's worklist, recording a dose, a participant's timeline, reminders."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
+from django.views.decorators.http import require_POST
+
+from enrollment.selectors import participant_for_user
+from trialsite.access import access_for, role_required, sites_for_user
+
+from . import selectors, services
+from .forms import CorrectionForm, DoseRecordForm
+from .models import DoseStatus
+from .selectors import WRITERS
+
+
+def _add_errors(form, exc: ValidationError) -> None:
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc)
+
+
+def _next_or_timeline(request, dose):
+    target = request.POST.get("next") or request.GET.get("next")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}):
+        return redirect(target)
+    return redirect("dosing:participant_timeline", dose.participant.study_number)
+
+
+@role_required(*WRITERS)
+def worklist(request):
+    lists = selectors.worklist(request.user)
+    return render(request, "dosing/worklist.html", {"lists": lists, "now": timezone.now()})
+
+
+@role_required(*WRITERS)
+def dose_record(request, pk: int):
+    dose = selectors.dose_for_user(request.user, pk, *WRITERS)
+    zone = dose.participant.site.zone
+    if dose.status not in (DoseStatus.SCHEDULED, DoseStatus.OVERDUE):
+        messages.info(request, _("This dose is already recorded."))
+        return redirect("dosing:participant_timeline", dose.participant.study_number)
+    initial = {
+        "outcome": "given",
+        "amount": dose.planned_amount.normalize(),
+        "route": dose.schedule.route,
+        "given_at": timezone.localtime(min(timezone.now(), dose.window_end), zone).replace(
+            second=0, microsecond=0, tzinfo=None
+        ),
+    }
+    form = DoseRecordForm(request.POST or None, initial=initial, zone=zone)
+    if request.method == "POST" and form.is_valid():
+        try:
+            administration = services.dose_record(dose=dose, user=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(
+                request,
+                _("Dose %(n)s of %(number)s recorded.")
+                % {"n": dose.sequence, "number": dose.participant.study_number},
+            )
+            if administration.is_deviation:
+                messages.warning(
+                    request,
+                    _("Given outside its window by %(hours)s h: a protocol deviation.")
+                    % {"hours": administration.deviation_hours},
+                )
+            if administration.infusion_reaction:
+                messages.warning(
+                    request, _("An infusion reaction was recorded: report it as an adverse event.")
+                )
+            return _next_or_timeline(request, dose)
+    with timezone.override(zone):
+        return render(request, "dosing/dose_record.html", {"dose": dose, "form": form})
+
+
+@role_required(*WRITERS)
+def administration_correct(request, pk: int):
+    dose = selectors.dose_for_user(request.user, pk, *WRITERS)
+    administration = get_object_or_404(dose.administrations.all())
+    zone = dose.participant.site.zone
+    fields = ["given_at", "amount", "route", "lot_number", "infusion_reaction", "not_given_reason"]
+    initial = {f: getattr(administration, f) for f in fields}
+    if administration.given_at:
+        initial["given_at"] = timezone.localtime(administration.given_at, zone).replace(tzinfo=None)
+    form = CorrectionForm(request.POST or None, initial=initial, zone=zone)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        given = administration.outcome == "given"
+        changes = {k: data[k] for k in (fields[:-1] if given else fields[-1:])}
+        reason = data["reason"]
+        try:
+            services.administration_correct(
+                administration=administration, user=request.user, reason=reason, **changes
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(request, _("Correction saved."))
+            return redirect("dosing:participant_timeline", dose.participant.study_number)
+    with timezone.override(zone):
+        return render(
+            request, "dosing/dose_record.html", {"dose": dose, "form": form, "correcting": True}
+        )
+
+
+def participant_timeline(request, study_number: str):
+    participant = participant_for_user(request.user, study_number)
+    can_write = participant.site_id in (access_for(request.user).site_ids(*WRITERS) or ())
+    with timezone.override(participant.site.zone):
+        return render(
+            request,
+            "dosing/participant_timeline.html",
+            {
+                "participant": participant,
+                "timeline": selectors.dose_timeline(participant),
+                "can_write": can_write,
+            },
+        )
+
+
+TAB_LABELS = {
+    "upcoming": _lazy("Upcoming"),
+    "sent": _lazy("Sent"),
+    "failed": _lazy("Failed"),
+    "cancelled": _lazy("Cancelled"),
+}
+
+
+def reminder_list(request):
+    tab = request.GET.get("tab", "upcoming")
+    if tab not in selectors.REMINDER_TABS:
+        tab = "upcoming"
+    site_code = request.GET.get("site", "")
+    study_number = request.GET.get("participant", "")
+    if study_number:
+        participant_for_user(request.user, study_number)  # 404 outside the user's sites
+    reminders = selectors.reminder_list(
+        request.user, tab=tab, site_code=site_code, study_number=study_number
+    )[:500]
+    counts = selectors.reminder_counts(request.user, site_code=site_code, study_number=study_number)
+    context = {
+        "tab": tab,
+        "tabs": [(name, TAB_LABELS[name], counts[name]) for name in selectors.REMINDER_TABS],
+        "reminders": reminders,
+        "sites": sites_for_user(request.user),
+        "site_code": site_code,
+        "study_number": study_number,
+        "writer_sites": access_for(request.user).site_ids(*WRITERS) or frozenset(),
+    }
+    return render(request, "dosing/reminders.html", context)
+
+
+@require_POST
+@role_required(*WRITERS)
+def reminder_resend(request, pk: int):
+    reminder = get_object_or_404(selectors.reminders_for_user(request.user, *WRITERS), pk=pk)
+    try:
+        services.reminder_resend(reminder=reminder, user=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, _("The reminder will be sent again within a minute."))
+    return redirect(reverse("dosing:reminder_list") + "?tab=failed")

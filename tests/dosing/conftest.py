@@ -1,0 +1,60 @@
+"""Dosing fixtures: randomized participants with a screening weight, and their schedules."""
+
+import datetime
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from arms.models import Arm
+from dosing.services import participant_dosing_schedule_create
+from enrollment.models import Decision, Screening
+from tests.factories import ParticipantFactory
+from trialsite.audit import audited_save
+
+NAME = "Li Wenjing"
+MRN = "SHE-MRN-55102"
+
+
+def screened_participant(*, site, user, weight_kg="62", name=None, mrn=None, **answers):
+    participant = ParticipantFactory(
+        site=site, user=user, **({"name": name} if name else {}), **({"mrn": mrn} if mrn else {})
+    )
+    audited_save(
+        Screening(
+            participant=participant,
+            protocol=Arm.objects.get(code="MSC").protocol,
+            screened_by=user,
+            screening_date=timezone.localdate(timezone=site.zone),
+            answers={"severity": "severe", "weight_kg": weight_kg, **answers},
+            decision=Decision.ELIGIBLE,
+            results=[{"code": "I3", "outcome": "met", "reason": "BMI in range"}],
+        ),
+        user=user,
+    )
+    return participant
+
+
+def randomize(participant, arm_code, *, at, user, **kwargs):
+    """What the allocation service does with dosing: one call, in its transaction."""
+    return participant_dosing_schedule_create(
+        participant=participant,
+        arm=Arm.objects.get(code=arm_code),
+        randomized_at=at,
+        user=user,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def participant_a(protocol, site_a, coordinator_a, investigator_a):
+    return screened_participant(site=site_a, user=coordinator_a, name=NAME, mrn=MRN)
+
+
+def site_time(site, *parts) -> datetime.datetime:
+    return datetime.datetime(*parts, tzinfo=site.zone)
+
+
+@pytest.fixture
+def cells_per_kg():
+    return Decimal("1000000")
