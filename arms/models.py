@@ -1,9 +1,12 @@
+from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from trialsite.audit import AuditedModel
-from trialsite.models import Protocol
+from trialsite.models import Protocol, Site
 
 
 class ArmType(models.TextChoices):
@@ -38,3 +41,224 @@ class Arm(AuditedModel):
     @property
     def needs_schedule(self) -> bool:
         return self.arm_type != ArmType.NO_INTERVENTION
+
+
+class ListSource(models.TextChoices):
+    GENERATED = "generated", _("Generated here")
+    UPLOADED = "uploaded", _("Uploaded from a statistician's file")
+
+
+class ListStatus(models.TextChoices):
+    DRAFT = "draft", _("Draft: to be checked")
+    ACTIVE = "active", _("Active: randomization draws from it")
+    RETIRED = "retired", _("Retired")
+
+
+class RandomizationList(AuditedModel):
+    """A stratified randomization list. Concealed: only the trial administrator sees it.
+
+    Locked at the first allocation drawn from it; its SHA-256 is then recorded, so anyone can
+    later check it was not altered (`arms.selectors.list_fingerprint`).
+    """
+
+    protocol = models.ForeignKey(Protocol, on_delete=models.PROTECT, related_name="+")
+    source = models.CharField(_("source"), max_length=12, choices=ListSource.choices)
+    status = models.CharField(
+        _("status"), max_length=10, choices=ListStatus.choices, default=ListStatus.DRAFT
+    )
+    per_stratum = models.PositiveIntegerField(_("entries asked per stratum"), default=0)
+    note = models.CharField(_("note"), max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    locked_at = models.DateTimeField(_("locked at"), null=True, blank=True)
+    sha256 = models.CharField(_("SHA-256 of the locked list"), max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("randomization list")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["protocol"],
+                condition=Q(status="active"),
+                name="one_active_list_per_protocol",
+                violation_error_message=_("The protocol already has an active list."),
+            ),
+            models.CheckConstraint(
+                condition=Q(locked_at__isnull=True, sha256="")
+                | (Q(locked_at__isnull=False) & ~Q(sha256="")),
+                name="list_locked_iff_hashed",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in ListStatus]), name="list_status_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return _("List %(pk)s (%(status)s)") % {"pk": self.pk, "status": self.status}
+
+    @property
+    def is_locked(self) -> bool:
+        return self.locked_at is not None
+
+
+class Stratum(AuditedModel):
+    """Site x severity within one list. Randomization locks this row, so allocations within
+    a stratum are serialised and its entries are used strictly in sequence."""
+
+    randomization_list = models.ForeignKey(
+        RandomizationList, on_delete=models.PROTECT, related_name="strata"
+    )
+    code = models.CharField(_("code"), max_length=60)
+    site = models.ForeignKey(
+        Site, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    severity = models.CharField(_("severity"), max_length=20)
+    exhausted_alert_at = models.DateTimeField(_("administrators alerted"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["randomization_list", "code"]
+        verbose_name = _("stratum")
+        verbose_name_plural = _("strata")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["randomization_list", "code"], name="stratum_code_unique_per_list"
+            ),
+            # The code carries site and severity, so it is also unique when site is null.
+            models.UniqueConstraint(
+                fields=["randomization_list", "site", "severity"], name="stratum_unique_per_list"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class ListEntry(AuditedModel):
+    """One line of the list. Used at most once: the allocation holds it one-to-one."""
+
+    stratum = models.ForeignKey(Stratum, on_delete=models.PROTECT, related_name="entries")
+    sequence = models.PositiveIntegerField(_("sequence"))
+    arm = models.ForeignKey(Arm, on_delete=models.PROTECT, related_name="+")
+    block = models.PositiveIntegerField(_("block"))
+    block_size = models.PositiveSmallIntegerField(_("block size"))
+
+    class Meta:
+        ordering = ["stratum", "sequence"]
+        verbose_name = _("list entry")
+        verbose_name_plural = _("list entries")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stratum", "sequence"], name="entry_sequence_unique_per_stratum"
+            ),
+            models.CheckConstraint(condition=Q(sequence__gte=1), name="entry_sequence_gte_1"),
+        ]
+
+    def __str__(self) -> str:
+        # Never the arm: this string reaches the audit trail.
+        return f"{self.stratum_id}#{self.sequence}"
+
+
+class AllocationStatus(models.TextChoices):
+    VALID = "valid", _("Valid")
+    IN_ERROR = "in_error", _("In error")
+
+
+class Allocation(AuditedModel):
+    """A participant's randomization. Never deleted: a wrong one is marked in error, and
+    stays in every count and export."""
+
+    participant = models.OneToOneField(
+        "enrollment.Participant", on_delete=models.PROTECT, related_name="allocation"
+    )
+    entry = models.OneToOneField(ListEntry, on_delete=models.PROTECT, related_name="allocation")
+    # Copied from the entry in the allocating transaction, so rosters filter without joins
+    # into the concealed list.
+    stratum = models.ForeignKey(Stratum, on_delete=models.PROTECT, related_name="allocations")
+    arm = models.ForeignKey(Arm, on_delete=models.PROTECT, related_name="allocations")
+    randomization_number = models.CharField(_("randomization number"), max_length=80, unique=True)
+    randomized_at = models.DateTimeField(_("randomized at"))
+    randomized_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    idempotency_key = models.UUIDField(unique=True, editable=False)
+    status = models.CharField(
+        _("status"),
+        max_length=10,
+        choices=AllocationStatus.choices,
+        default=AllocationStatus.VALID,
+    )
+    error_reason = models.TextField(_("why it is in error"), blank=True)
+    marked_in_error_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    marked_in_error_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-randomized_at"]
+        verbose_name = _("allocation")
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(status="valid", error_reason="", marked_in_error_at__isnull=True)
+                    | (Q(status="in_error", marked_in_error_at__isnull=False) & ~Q(error_reason=""))
+                ),
+                name="allocation_error_reason_iff_in_error",
+                violation_error_message=_("An allocation in error carries its reason."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.randomization_number
+
+
+class NoticeStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    SENDING = "sending", _("Sending")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Failed")
+
+
+class AllocationNotice(models.Model):
+    """The e-mail to the site's investigators about one allocation: a row, so the broker is
+    only the transport, and a task that runs twice sends once. Not trial data: not audited."""
+
+    allocation = models.OneToOneField(Allocation, on_delete=models.CASCADE, related_name="notice")
+    status = models.CharField(
+        max_length=10, choices=NoticeStatus.choices, default=NoticeStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    recipients = models.TextField(blank=True)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"notice {self.allocation_id}: {self.status}"
+
+
+class ListAction(models.TextChoices):
+    VIEW = "view", _("Viewed the entries")
+    REPORT = "report", _("Viewed the report")
+    EXPORT = "export", _("Exported")
+    VERIFY = "verify", _("Verified the hash")
+
+
+class ListAccessLog(models.Model):
+    """Who looked at or exported a concealed list, and when. Append-only."""
+
+    randomization_list = models.ForeignKey(
+        RandomizationList, on_delete=models.PROTECT, related_name="access_log"
+    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    action = models.CharField(max_length=10, choices=ListAction.choices)
+    at = models.DateTimeField(default=timezone.now)
+    address = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name = _("list access")
+
+    def __str__(self) -> str:
+        when = f"{self.at:%Y-%m-%d %H:%M}"
+        return f"{self.user_id} {self.action} list {self.randomization_list_id} {when}"

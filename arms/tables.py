@@ -1,0 +1,122 @@
+"""The arm roster as a django-tables2 table; its CSV is the same table's values."""
+
+import django_tables2 as tables
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from enrollment.rules import whole_years
+
+from .models import Allocation, AllocationStatus
+from .selectors import ClinicalProgress
+
+EMPTY = ClinicalProgress()
+
+
+class RosterTable(tables.Table):
+    study_number = tables.Column(
+        accessor="participant__study_number",
+        verbose_name=_("Study number"),
+        linkify=("arms:allocation_detail", [tables.A("participant__study_number")]),
+    )
+    site = tables.Column(accessor="participant__site__code", verbose_name=_("Site"))
+    arm = tables.Column(accessor="arm__code", verbose_name=_("Arm"))
+    age = tables.Column(
+        accessor="participant__date_of_birth",
+        verbose_name=_("Age"),
+        order_by=("-participant__date_of_birth",),
+    )
+    sex = tables.Column(accessor="participant__sex", verbose_name=_("Sex"))
+    severity = tables.Column(accessor="stratum__severity", verbose_name=_("Severity"))
+    randomized = tables.Column(accessor="randomized_at", verbose_name=_("Randomized"))
+    study_day = tables.Column(
+        accessor="randomized_at",
+        verbose_name=_("Study day"),
+        order_by=("-randomized_at",),
+    )
+    # Filled by the dosing and outcomes issues through selectors.roster_clinical_progress;
+    # empty (not a placeholder) until then.
+    dosing_progress = tables.Column(
+        accessor="pk", verbose_name=_("Dosing"), orderable=False, default=""
+    )
+    next_due = tables.Column(accessor="pk", verbose_name=_("Next due"), orderable=False, default="")
+    latest_who_score = tables.Column(
+        accessor="pk", verbose_name=_("WHO score"), orderable=False, default=""
+    )
+    open_adverse_events = tables.Column(
+        accessor="pk", verbose_name=_("Open AEs"), orderable=False, default=""
+    )
+    status = tables.Column(accessor="status", verbose_name=_("Status"), order_by=("status",))
+
+    class Meta:
+        model = Allocation
+        fields = ()
+        sequence = (
+            "study_number",
+            "site",
+            "arm",
+            "age",
+            "sex",
+            "severity",
+            "randomized",
+            "study_day",
+            "dosing_progress",
+            "next_due",
+            "latest_who_score",
+            "open_adverse_events",
+            "status",
+        )
+        attrs = {"class": "table table-sm table-striped", "data-testid": "roster"}
+        row_attrs = {"data-study-number": lambda record: record.participant.study_number}
+        order_by = ("-randomized",)
+        empty_text = _("Nobody is randomized here yet.")
+
+    def __init__(self, *args, progress=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.progress: dict[int, ClinicalProgress] = progress or {}
+
+    def _progress(self, record) -> ClinicalProgress:
+        return self.progress.get(record.participant_id, EMPTY)
+
+    def _local(self, record):
+        return timezone.localtime(record.randomized_at, record.participant.site.zone)
+
+    def render_age(self, record):
+        return whole_years(record.participant.date_of_birth, self._local(record).date())
+
+    def render_sex(self, record):
+        return record.participant.get_sex_display()
+
+    def render_randomized(self, record):
+        return self._local(record).strftime("%Y-%m-%d %H:%M")
+
+    def render_study_day(self, record):
+        today = timezone.localdate(timezone=record.participant.site.zone)
+        return (today - self._local(record).date()).days
+
+    def render_dosing_progress(self, record):
+        return self._progress(record).dosing_progress
+
+    def render_next_due(self, record):
+        return self._progress(record).next_due
+
+    def render_latest_who_score(self, record):
+        return self._progress(record).latest_who_score
+
+    def render_open_adverse_events(self, record):
+        return self._progress(record).open_adverse_events
+
+    def render_status(self, record):
+        if record.status == AllocationStatus.IN_ERROR:
+            return format_html('<span class="badge text-bg-danger">{}</span>', _("In error"))
+        if record.withdrawn:
+            return _("Withdrawn")
+        return _("On study")
+
+    def value_status(self, record):
+        if record.status == AllocationStatus.IN_ERROR:
+            return str(_("In error"))
+        return str(_("Withdrawn")) if record.withdrawn else str(_("On study"))
+
+    def value_study_number(self, record):
+        return record.participant.study_number
