@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from crispy_forms.bootstrap import InlineRadios
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import HTML, Fieldset, Layout, Submit
 from django import forms
@@ -124,7 +125,8 @@ def _input_field(name: str, label_prefix: str) -> forms.Field:
         ),
         "nyha_class": lambda: _choice(
             label(_("NYHA class")),
-            [(0, _("No heart failure"))] + [(n, f"{r}") for n, r in rules.NYHA_NUMERALS.items()],
+            [(0, _("No heart failure"))]
+            + [(n, _("Class %(c)s") % {"c": r}) for n, r in rules.NYHA_NUMERALS.items()],
         ),
         "ckd_stage": lambda: _choice(
             label(_("Chronic kidney disease stage")),
@@ -179,7 +181,9 @@ class ScreeningForm(forms.Form):
                     field = _input_field(name, criterion.code)
                 self.fields[name] = field
                 self.answer_fields.append(name)
-                names.append(name)
+                # Yes/no and severity side by side: one tap each on a ward tablet.
+                radios = isinstance(field.widget, forms.RadioSelect)
+                names.append(InlineRadios(name) if radios else name)
             note = COMPUTED_NOTE.get(criterion.rule)
             parts = [HTML(format_html('<p class="text-muted small">{}</p>', note))] if note else []
             legend = f"{criterion.code} · {criterion.text}"
