@@ -468,8 +468,20 @@ def reminders_dispatch(
         reminder = Reminder.objects.select_related(
             "scheduled_dose__schedule", "participant__site"
         ).get(pk=pk)
-        if reminder.scheduled_dose.status not in OPEN_DOSE_STATUSES:
+        dose = reminder.scheduled_dose
+        if dose.status not in OPEN_DOSE_STATUSES:
             _finish(pk, token, status=ReminderStatus.CANCELLED, cancelled_reason=_("Dose closed"))
+            result.cancelled += 1
+            continue
+        if reminder.kind == ReminderKind.LEAD and now > dose.window_end:
+            # After an outage: "due in 1 h" for a closed window would mislead; the overdue
+            # alert speaks for this dose now.
+            _finish(
+                pk,
+                token,
+                status=ReminderStatus.CANCELLED,
+                cancelled_reason=_("The window closed before it could be sent"),
+            )
             result.cancelled += 1
             continue
         try:

@@ -433,3 +433,21 @@ def test_no_staff_with_an_email_is_a_failure_that_retries(
     assert Reminder.objects.get(attempts=1).last_error == (
         "NoRecipients: No staff with an e-mail address at the site."
     )
+
+
+def test_a_lead_reminder_left_unsent_past_the_window_is_cancelled_not_sent(msc_doses, site_a):
+    # The dispatcher was down all day 1: at 00:05 on day 2 the overdue alert goes, the
+    # "due in 1 h" of day 1 does not.
+    with time_machine.travel(site_time(site_a, 2026, 3, 12, 0, 5), tick=False):
+        doses_mark_overdue()
+        reminders_dispatch(worker="test")
+    day1 = dict(
+        Reminder.objects.filter(scheduled_dose=msc_doses[0])
+        .values_list("kind", "status")
+        .order_by("lead_hours")
+    )
+    assert [m.subject.split(":")[0] for m in mail.outbox] == ["OVERDUE"]
+    assert Reminder.objects.get(scheduled_dose=msc_doses[0], lead_hours=1).cancelled_reason == (
+        "The window closed before it could be sent"
+    )
+    assert day1["overdue"] == "sent"
