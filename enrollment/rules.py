@@ -259,6 +259,40 @@ RULES: dict[str, Callable[[Answers, Criterion, Mapping], RuleResult]] = {
 KNOWN_RULES = frozenset(RULES)
 
 
+# What each rule reads from its criterion's params, and from the protocol's [rules].
+REQUIRED_PARAMS = {
+    "age_range": ("min_years", "max_years"),
+    "diagnosis_window": ("max_days", "severities"),
+    "bmi_range": ("min", "max"),
+    "serious_complications": ("nyha_min_class", "ckd_min_stage", "child_pugh_above"),
+}
+REQUIRED_SETTINGS = {
+    "bmi_decimals": (),
+    "severity_findings": ("respiratory_rate_min", "spo2_max", "pao2_fio2_max"),
+    "input_limits": ("height_cm", "weight_kg", "max_age_years"),
+}
+
+
+def settings_problems(criteria: Sequence[Criterion], protocol_rules: Mapping) -> list[str]:
+    """What the rules would miss in a protocol definition; empty when it can be screened.
+    (For the protocol checks: a missing value should stop start-up, not a screening.)"""
+    problems = []
+    for key, subkeys in REQUIRED_SETTINGS.items():
+        if key not in protocol_rules:
+            problems.append(f"[rules] has no {key}.")
+            continue
+        problems += [
+            f"[rules.{key}] has no {sub}." for sub in subkeys if sub not in protocol_rules[key]
+        ]
+    for criterion in criteria:
+        problems += [
+            f"Criterion {criterion.code} ({criterion.rule}) has no parameter {name}."
+            for name in REQUIRED_PARAMS.get(criterion.rule, ())
+            if name not in criterion.params
+        ]
+    return problems
+
+
 def reason_key(criterion: Criterion) -> str:
     return f"{criterion.code}_reason"
 

@@ -6,6 +6,8 @@ fact, keeps it out (a 404, so that its existence does not leak).
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from datetime import date
 
 from django.db.models import OuterRef, QuerySet, Subquery
@@ -82,6 +84,40 @@ def screening_log(user) -> QuerySet[Screening]:
         user,
         site_field="participant__site",
     ).order_by("-screening_date", "-recorded_at")
+
+
+@dataclass(frozen=True)
+class ConsortCounts:
+    assessed: int  # participants screened at least once
+    excluded_by_reason: dict[str, int]  # failed criterion -> participants (latest screening)
+    incomplete: int
+    eligible: int
+    declined: int  # participants who refused consent
+
+
+def consort_counts(user) -> ConsortCounts:
+    """The enrollment box of the CONSORT diagram, by each participant's latest screening.
+    Three queries, whatever the number of participants."""
+    latest_pk = Screening.objects.filter(participant=OuterRef("pk")).order_by(
+        "-screening_date", "-recorded_at"
+    )
+    latest_ids = participants_for_user(user).annotate(latest=Subquery(latest_pk.values("pk")[:1]))
+    latest = Screening.objects.filter(
+        pk__in=latest_ids.exclude(latest=None).values("latest")
+    ).values_list("decision", "failures")
+    decisions: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for decision, failures in latest:
+        decisions[decision] += 1
+        reasons.update(list(failures))  # the codes, once each
+    declined = participants_for_user(user).filter(refusals__isnull=False).distinct().count()
+    return ConsortCounts(
+        assessed=sum(decisions.values()),
+        excluded_by_reason=dict(sorted(reasons.items())),
+        incomplete=decisions[Decision.INCOMPLETE],
+        eligible=decisions[Decision.ELIGIBLE],
+        declined=declined,
+    )
 
 
 # --- Consent ------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from .forms import (
     SignoffForm,
     WithdrawalForm,
 )
-from .models import ConsentVersion, Decision
+from .models import ConsentVersion, Decision, ReconsentStatus
 
 WRITERS = (Role.COORDINATOR, Role.INVESTIGATOR)
 
@@ -92,7 +92,7 @@ def participant_detail(request, study_number: str):
                 "screened_by", "signoff__signer"
             ).order_by("-screening_date", "-recorded_at"),
             "consents": participant.consents.select_related("version", "obtained_by"),
-            "open_tasks": participant.reconsent_tasks.filter(status="open"),
+            "open_tasks": participant.reconsent_tasks.filter(status=ReconsentStatus.OPEN),
             "refusals": participant.refusals.order_by("-refused_on"),
             "withdrawals": participant.withdrawals.all(),
             "gate": selectors.randomization_gate(participant),
@@ -149,6 +149,7 @@ def screening_log(request):
     page = Paginator(screenings, 50).get_page(request.GET.get("page"))
     context = {
         "filter": log,
+        "consort": selectors.consort_counts(request.user),
         "page": page,
         "counts": [(label, counts.get(value, 0)) for value, label in Decision.choices],
         "total": sum(counts.values()),

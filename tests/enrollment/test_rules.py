@@ -1,5 +1,6 @@
 """The eligibility rules at their boundaries, on the protocol file itself. No database."""
 
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
@@ -16,6 +17,7 @@ from enrollment.rules import (
     evaluate,
     rule_inputs,
     screening_input_errors,
+    settings_problems,
     severity_error,
     severity_supported,
     whole_years,
@@ -340,3 +342,18 @@ def test_date_of_birth_checks():
         "This date of birth gives an age over 120."
     )
     assert date_of_birth_error(date(1905, 3, 11), today=today, protocol_rules=RULES) is None
+
+
+def test_the_protocol_file_gives_every_rule_its_settings():
+    assert settings_problems(PROTOCOL.criteria, RULES) == []
+
+
+def test_missing_rule_settings_are_named():
+    broken_i3 = replace(CRITERIA["I3"], params={"min": "20"})
+    rules_without = {k: v for k, v in RULES.items() if k != "input_limits"}
+    rules_without["severity_findings"] = {"spo2_max": 93, "pao2_fio2_max": 300}
+    assert settings_problems([CRITERIA["I1"], broken_i3], rules_without) == [
+        "[rules.severity_findings] has no respiratory_rate_min.",
+        "[rules] has no input_limits.",
+        "Criterion I3 (bmi_range) has no parameter max.",
+    ]

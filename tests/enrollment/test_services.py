@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import connection, connections
@@ -488,3 +489,53 @@ def test_the_gate_names_each_missing_item(
     assert randomization_gate(participant_a) == [
         "No investigator has signed off the latest screening."
     ]
+
+
+# --- Site time at the exact instant --------------------------------------------------------------
+
+SHANGHAI_MIDNIGHT = datetime.datetime(2026, 3, 9, 16, 0, tzinfo=datetime.UTC)  # 10 March 00:00
+
+
+@pytest.mark.parametrize(
+    ("now", "accepted"),
+    [
+        (SHANGHAI_MIDNIGHT - timedelta(minutes=1), False),  # 9 March 23:59 at the site
+        (SHANGHAI_MIDNIGHT, True),
+        (SHANGHAI_MIDNIGHT + timedelta(minutes=1), True),
+    ],
+)
+def test_screening_date_is_judged_in_site_time(participant_a, coordinator_a, now, accepted):
+    answers = eligible_answers(
+        participant_a.site,
+        screening_date=datetime.date(2026, 3, 10),
+        diagnosis_date=datetime.date(2026, 3, 8),
+    )
+    with time_machine.travel(now, tick=False):
+        if accepted:
+            screening = services.participant_screen(
+                participant=participant_a, user=coordinator_a, answers=answers
+            )
+            assert screening.decision == "eligible"
+        else:
+            with pytest.raises(ValidationError) as caught:
+                services.participant_screen(
+                    participant=participant_a, user=coordinator_a, answers=answers
+                )
+            assert caught.value.message_dict == {
+                "screening_date": ["The date of screening cannot be in the future."]
+            }
+            assert Screening.objects.count() == 0
+
+
+def test_consent_time_in_the_future_by_one_second_is_refused(
+    participant_a, coordinator_a, consent_version
+):
+    with time_machine.travel(SHANGHAI_MIDNIGHT, tick=False):
+        with pytest.raises(ValidationError):
+            record_consent(
+                participant_a,
+                coordinator_a,
+                consent_version,
+                at=SHANGHAI_MIDNIGHT + timedelta(seconds=1),
+            )
+        assert record_consent(participant_a, coordinator_a, consent_version, at=SHANGHAI_MIDNIGHT)

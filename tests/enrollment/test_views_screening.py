@@ -216,3 +216,28 @@ def test_log_shows_a_coordinator_only_their_sites(client_for, coordinator_b, scr
     response = client_for(coordinator_b).get(LOG)
     assert log_rows(response) == [("WUH-0001", "incomplete")]
     assert "SHE-0001" not in response.content.decode()
+
+
+def test_consort_counts_use_each_patients_latest_screening(
+    client_for, data_manager, coordinator_a, participant_a, screenings
+):
+    services.consent_refusal_record(
+        participant=participant_a,
+        user=coordinator_a,
+        refused_on=site_today(participant_a.site),
+        reason="Declined",
+    )
+    consort = client_for(data_manager).get(LOG).context["consort"]
+    # SHE-0001 was ineligible (E3), then eligible on re-screening: counted once, eligible.
+    assert (consort.assessed, consort.eligible, consort.incomplete, consort.declined) == (
+        3,
+        1,
+        1,
+        1,
+    )
+    assert consort.excluded_by_reason == {"I3": 1}
+
+
+def test_consort_counts_are_scoped_to_the_users_sites(client_for, coordinator_b, screenings):
+    consort = client_for(coordinator_b).get(LOG).context["consort"]
+    assert (consort.assessed, consort.incomplete, consort.excluded_by_reason) == (1, 1, {})
