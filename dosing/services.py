@@ -44,6 +44,7 @@ from .models import (
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+AMOUNT_PLACES = Decimal("0.0001")
 DISPATCH_BATCH = 500
 # A claim older than this belongs to a worker that died mid-send (a live one finishes or is
 # killed by Celery's hard time limit first); its row goes back to the queue.
@@ -118,7 +119,8 @@ def participant_dosing_schedule_create(
                     due_at=plan.due_at,
                     window_start=plan.window_start,
                     window_end=plan.window_end,
-                    planned_amount=plan.amount,
+                    # kg (2 places) x amount per kg (4 places): kept to the field's 4 places.
+                    planned_amount=plan.amount.quantize(AMOUNT_PLACES),
                     amount_unit=plan.amount_unit,
                     amount_note=plan.amount_note,
                 ),

@@ -451,3 +451,14 @@ def test_a_lead_reminder_left_unsent_past_the_window_is_cancelled_not_sent(msc_d
         "The window closed before it could be sent"
     )
     assert day1["overdue"] == "sent"
+
+
+def test_a_fractional_weight_from_the_database_schedule_keeps_the_exact_cell_count(
+    site_a, coordinator_a, protocol
+):
+    participant = screened_participant(site=site_a, user=coordinator_a, weight_kg="70.55")
+    doses = randomize(
+        participant, "MSC", at=site_time(site_a, 2026, 3, 10, 8, 0), user=coordinator_a
+    )
+    assert {d.planned_amount for d in doses} == {Decimal("70550000")}
+    assert doses[0].amount_display == "7.06 × 10^7 cells"
