@@ -11,6 +11,8 @@ from .models import Allocation, AllocationStatus
 from .selectors import ClinicalProgress
 
 EMPTY = ClinicalProgress()
+# Sorting on a column with equal values still gives one order: the page and the CSV agree.
+TIEBREAK = "participant__study_number"
 
 
 class RosterTable(tables.Table):
@@ -18,21 +20,38 @@ class RosterTable(tables.Table):
         accessor="participant__study_number",
         verbose_name=_("Study number"),
         linkify=("arms:allocation_detail", [tables.A("participant__study_number")]),
+        order_by=("participant__study_number",),
     )
-    site = tables.Column(accessor="participant__site__code", verbose_name=_("Site"))
-    arm = tables.Column(accessor="arm__code", verbose_name=_("Arm"))
+    site = tables.Column(
+        accessor="participant__site__code",
+        verbose_name=_("Site"),
+        order_by=("participant__site__code", TIEBREAK),
+    )
+    arm = tables.Column(
+        accessor="arm__code", verbose_name=_("Arm"), order_by=("arm__code", TIEBREAK)
+    )
     age = tables.Column(
         accessor="participant__date_of_birth",
         verbose_name=_("Age"),
-        order_by=("-participant__date_of_birth",),
+        order_by=("-participant__date_of_birth", TIEBREAK),
     )
-    sex = tables.Column(accessor="participant__sex", verbose_name=_("Sex"))
-    severity = tables.Column(accessor="stratum__severity", verbose_name=_("Severity"))
-    randomized = tables.Column(accessor="randomized_at", verbose_name=_("Randomized"))
+    sex = tables.Column(
+        accessor="participant__sex", verbose_name=_("Sex"), order_by=("participant__sex", TIEBREAK)
+    )
+    severity = tables.Column(
+        accessor="stratum__severity",
+        verbose_name=_("Severity"),
+        order_by=("stratum__severity", TIEBREAK),
+    )
+    randomized = tables.Column(
+        accessor="randomized_at",
+        verbose_name=_("Randomized"),
+        order_by=("randomized_at", TIEBREAK),
+    )
     study_day = tables.Column(
         accessor="randomized_at",
         verbose_name=_("Study day"),
-        order_by=("-randomized_at",),
+        order_by=("-randomized_at", "-" + TIEBREAK),
     )
     # Filled by the dosing and outcomes issues through selectors.roster_clinical_progress;
     # empty (not a placeholder) until then.
@@ -46,7 +65,9 @@ class RosterTable(tables.Table):
     open_adverse_events = tables.Column(
         accessor="pk", verbose_name=_("Open AEs"), orderable=False, default=""
     )
-    status = tables.Column(accessor="status", verbose_name=_("Status"), order_by=("status",))
+    status = tables.Column(
+        accessor="status", verbose_name=_("Status"), order_by=("status", TIEBREAK)
+    )
 
     class Meta:
         model = Allocation

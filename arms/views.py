@@ -102,7 +102,7 @@ def list_upload(request):
                 note=form.cleaned_data["note"],
             )
         except ValidationError as exc:
-            form.add_error("file" if hasattr(exc, "error_dict") else None, exc)
+            form.add_error(None, exc)  # a dict names the file field itself
         else:
             messages.success(request, _("List stored as a draft. Check its report before use."))
             return redirect("arms:list_detail", pk=randomization_list.pk)
