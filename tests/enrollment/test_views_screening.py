@@ -241,3 +241,26 @@ def test_consort_counts_use_each_patients_latest_screening(
 def test_consort_counts_are_scoped_to_the_users_sites(client_for, coordinator_b, screenings):
     consort = client_for(coordinator_b).get(LOG).context["consort"]
     assert (consort.assessed, consort.incomplete, consort.excluded_by_reason) == (1, 1, {})
+
+
+def screen_many(site, user, count):
+    for _ in range(count):
+        participant = ParticipantFactory(site=site, user=user)
+        services.participant_screen(
+            participant=participant, user=user, answers=eligible_answers(site, E3=True)
+        )
+
+
+@pytest.mark.parametrize("path", [LOG, reverse("enrollment:participant_list")])
+def test_list_pages_take_the_same_queries_for_n_and_10n_rows(
+    client_for, data_manager, coordinator_a, site_a, protocol, path
+):
+    client = client_for(data_manager)
+    screen_many(site_a, coordinator_a, 2)
+    with CaptureQueriesContext(connection) as few:
+        assert client.get(path).status_code == 200
+    screen_many(site_a, coordinator_a, 18)
+    with CaptureQueriesContext(connection) as many:
+        response = client.get(path)
+    assert "SHE-0020" in response.content.decode()
+    assert len(few) == len(many)
