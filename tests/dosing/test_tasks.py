@@ -315,7 +315,8 @@ def private_redis(tmp_path):
 def test_redis_restarted_between_scheduling_and_sending_loses_nothing(
     workers, private_redis, protocol, site_a, coordinator_a, investigator_a
 ):
-    beat = Celery(broker=private_redis.url)  # the beat's side of the private broker
+    # Not the current app: shared tasks elsewhere in the run must keep the configured broker.
+    beat = Celery(broker=private_redis.url, set_as_current=False)  # the beat side
     first = make_due(site_a, coordinator_a, 8)
     beat.send_task(TASK)  # a tick while no worker runs: the message sits in Redis...
     private_redis.kill()  # ...and Redis dies without a chance to write it down
