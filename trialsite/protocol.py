@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from enrollment.rules import KNOWN_RULES
+from enrollment.rules import KNOWN_RULES, settings_problems
 
 
 @dataclass(frozen=True)
@@ -246,6 +246,10 @@ def protocol_problems(defn: ProtocolDef) -> list[Problem]:
                     hint="Known rules: " + ", ".join(sorted(KNOWN_RULES)) + ".",
                 )
             )
+    problems += [
+        Problem("trialsite.E007", message, hint="The eligibility rules read these values.")
+        for message in settings_problems(defn.criteria, defn.rules)
+    ]
     for label, codes in (
         ("arm", [a.code for a in defn.arms]),
         ("criterion", [c.code for c in defn.criteria]),

@@ -54,6 +54,18 @@ def test_criterion_without_rule_or_with_unknown_rule_is_e003(definition):
     ]
 
 
+def test_missing_rule_settings_and_parameters_are_e007(definition):
+    rules = {k: v for k, v in definition.rules.items() if k != "bmi_decimals"}
+    criteria = [
+        replace(c, params={"min_years": 18}) if c.code == "I1" else c for c in definition.criteria
+    ]
+    problems = protocol_problems(replace(definition, rules=rules, criteria=criteria))
+    assert [(p.id, p.msg) for p in problems] == [
+        ("trialsite.E007", "[rules] has no bmi_decimals."),
+        ("trialsite.E007", "Criterion I1 (age_range) has no parameter max_years."),
+    ]
+
+
 # --- Loading -----------------------------------------------------------------------------------
 
 
