@@ -8,6 +8,7 @@ delivery state: every status move is a conditional UPDATE whose row count is the
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 AMOUNT_PLACES = Decimal("0.0001")
 DISPATCH_BATCH = 500
+# One cycle stops claiming new rows after this long: well inside the task's soft time limit.
+CYCLE_BUDGET_SECONDS = max(10, settings.CELERY_TASK_SOFT_TIME_LIMIT // 2)
 # A claim older than this belongs to a worker that died mid-send (a live one finishes or is
 # killed by Celery's hard time limit first); its row goes back to the queue.
 CLAIM_LEASE = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
@@ -448,82 +451,94 @@ def reminders_dispatch(
     Idempotent: a second call at the same instant sends nothing."""
     now = now or timezone.now()
     result = DispatchResult(recovered=_recover_stale_claims(now))
-    due = (
-        Reminder.objects.filter(status=ReminderStatus.PENDING, due_at__lte=now)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .order_by("due_at", "pk")
-        .values_list("pk", flat=True)[:limit]
-    )
     channel = _channel()
     recipients_cache: dict = {}
-    for pk in list(due):
-        token = f"{worker or 'dispatch'}/{uuid.uuid4().hex[:12]}"
-        claimed = Reminder.objects.filter(pk=pk, status=ReminderStatus.PENDING).update(
-            status=ReminderStatus.SENDING,
-            claimed_by=token,
-            claimed_at=timezone.now(),
-            attempts=F("attempts") + 1,
+    started = time.monotonic()
+    while True:
+        batch = list(
+            Reminder.objects.filter(status=ReminderStatus.PENDING, due_at__lte=now)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .order_by("due_at", "pk")
+            .values_list("pk", flat=True)[:limit]
         )
-        if not claimed:
-            result.lost_claims += 1
-            continue
-        reminder = Reminder.objects.select_related(
-            "scheduled_dose__schedule", "participant__site"
-        ).get(pk=pk)
-        dose = reminder.scheduled_dose
-        if dose.status not in OPEN_DOSE_STATUSES:
-            _finish(pk, token, status=ReminderStatus.CANCELLED, cancelled_reason=_("Dose closed"))
-            result.cancelled += 1
-            continue
-        if reminder.kind == ReminderKind.LEAD and now > dose.window_end:
-            # After an outage: "due in 1 h" for a closed window would mislead; the overdue
-            # alert speaks for this dose now.
-            _finish(
-                pk,
-                token,
-                status=ReminderStatus.CANCELLED,
-                cancelled_reason=_("The window closed before it could be sent"),
+        for pk in batch:
+            _dispatch_one(
+                pk, now=now, worker=worker, channel=channel, cache=recipients_cache, result=result
             )
-            result.cancelled += 1
-            continue
-        try:
-            recipients = _recipients(reminder.participant.site_id, reminder.kind, recipients_cache)
-            if not recipients:
-                raise NoRecipients(_("No staff with an e-mail address at the site."))
-            subject, body = reminder_message(reminder)
-            channel.send(
-                subject=subject,
-                body=body,
-                recipients=recipients,
-                headers={"X-Reminder-Id": str(pk), "X-Reminder-Claim": token},
-                timeout=SEND_TIMEOUT_SECONDS,
-            )
-        except Exception as exc:  # noqa: BLE001 - any failure of the outside world retries
-            log.warning("reminder %s attempt %s failed: %s", pk, reminder.attempts, exc)
-            error = f"{type(exc).__name__}: {exc}"[:2000]
-            if reminder.attempts >= MAX_ATTEMPTS:
-                _finish(pk, token, status=ReminderStatus.FAILED, last_error=error)
-                result.failed += 1
-            else:
-                _finish(
-                    pk,
-                    token,
-                    status=ReminderStatus.PENDING,
-                    last_error=error,
-                    next_attempt_at=timezone.now() + rules.retry_delay(reminder.attempts),
-                )
-                result.retrying += 1
-            continue
+        # Rows handled leave `pending` (or wait for a later retry), so the next batch is new
+        # ones. A cycle stops well inside the task's soft time limit; the beat's next tick
+        # carries on.
+        if len(batch) < limit or time.monotonic() - started > CYCLE_BUDGET_SECONDS:
+            return result
+
+
+def _dispatch_one(pk: int, *, now, worker: str, channel, cache: dict, result) -> None:
+    token = f"{worker or 'dispatch'}/{uuid.uuid4().hex[:12]}"
+    claimed = Reminder.objects.filter(pk=pk, status=ReminderStatus.PENDING).update(
+        status=ReminderStatus.SENDING,
+        claimed_by=token,
+        claimed_at=timezone.now(),
+        attempts=F("attempts") + 1,
+    )
+    if not claimed:
+        result.lost_claims += 1
+        return
+    reminder = Reminder.objects.select_related("scheduled_dose__schedule", "participant__site").get(
+        pk=pk
+    )
+    dose = reminder.scheduled_dose
+    if dose.status not in OPEN_DOSE_STATUSES:
+        _finish(pk, token, status=ReminderStatus.CANCELLED, cancelled_reason=_("Dose closed"))
+        result.cancelled += 1
+        return
+    if reminder.kind == ReminderKind.LEAD and now > dose.window_end:
+        # After an outage: "due in 1 h" for a closed window would mislead; the overdue
+        # alert speaks for this dose now.
         _finish(
             pk,
             token,
-            status=ReminderStatus.SENT,
-            sent_at=timezone.now(),
-            recipients=", ".join(recipients),
+            status=ReminderStatus.CANCELLED,
+            cancelled_reason=_("The window closed before it could be sent"),
         )
-        result.sent += 1
-        result.sent_ids.append(pk)
-    return result
+        result.cancelled += 1
+        return
+    try:
+        recipients = _recipients(reminder.participant.site_id, reminder.kind, cache)
+        if not recipients:
+            raise NoRecipients(_("No staff with an e-mail address at the site."))
+        subject, body = reminder_message(reminder)
+        channel.send(
+            subject=subject,
+            body=body,
+            recipients=recipients,
+            headers={"X-Reminder-Id": str(pk), "X-Reminder-Claim": token},
+            timeout=SEND_TIMEOUT_SECONDS,
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure of the outside world retries
+        log.warning("reminder %s attempt %s failed: %s", pk, reminder.attempts, exc)
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        if reminder.attempts >= MAX_ATTEMPTS:
+            _finish(pk, token, status=ReminderStatus.FAILED, last_error=error)
+            result.failed += 1
+        else:
+            _finish(
+                pk,
+                token,
+                status=ReminderStatus.PENDING,
+                last_error=error,
+                next_attempt_at=timezone.now() + rules.retry_delay(reminder.attempts),
+            )
+            result.retrying += 1
+        return
+    _finish(
+        pk,
+        token,
+        status=ReminderStatus.SENT,
+        sent_at=timezone.now(),
+        recipients=", ".join(recipients),
+    )
+    result.sent += 1
+    result.sent_ids.append(pk)
 
 
 def reminder_resend(*, reminder: Reminder, user) -> Reminder:

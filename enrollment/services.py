@@ -298,7 +298,7 @@ def withdrawal_record(
         raise ValidationError({"withdrawn_on": _("The date cannot be in the future.")})
     if not participant.consents.exists():
         raise ValidationError(_("There is no consent to withdraw."))
-    return audited_save(
+    withdrawal = audited_save(
         Withdrawal(
             participant=participant,
             scope=scope,
@@ -309,6 +309,11 @@ def withdrawal_record(
         ),
         user=user,
     )
+    # Every scope stops study treatment: future doses and their reminders, same transaction.
+    from dosing.services import participant_reminders_cancel
+
+    participant_reminders_cancel(participant=participant, reason=f"Withdrawal ({scope})")
+    return withdrawal
 
 
 # --- Eligibility sign-off ------------------------------------------------------------------------

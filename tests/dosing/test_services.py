@@ -11,6 +11,7 @@ import pytest
 import time_machine
 from django.core import mail
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from dosing.models import (
     Administration,
@@ -462,3 +463,36 @@ def test_a_fractional_weight_from_the_database_schedule_keeps_the_exact_cell_cou
     )
     assert {d.planned_amount for d in doses} == {Decimal("70550000")}
     assert doses[0].amount_display == "7.06 × 10^7 cells"
+
+
+def test_one_cycle_goes_through_every_due_row_batch_by_batch(msc_doses, site_a):
+    Reminder.objects.update(due_at=site_time(site_a, 2026, 3, 10, 9, 0))
+    with time_machine.travel(site_time(site_a, 2026, 3, 10, 9, 1), tick=False):
+        result = reminders_dispatch(worker="test", limit=2)
+    assert result.sent == 6  # three batches of two (24 h, 1 h, overdue alert x 2 doses)
+    assert len(mail.outbox) == 6
+
+
+def test_the_enrollment_withdrawal_service_cancels_future_reminders(
+    protocol, site_a, coordinator_a, investigator_a
+):
+    from enrollment.services import withdrawal_record
+    from tests.factories import ready_participant
+
+    participant = ready_participant(site=site_a, user=coordinator_a, investigator=investigator_a)
+    doses = randomize(participant, "PAX", at=timezone.now(), user=coordinator_a)
+    assert Reminder.objects.filter(participant=participant, status="pending").count() >= 19
+    withdrawal_record(
+        participant=participant,
+        user=coordinator_a,
+        scope="treatment",
+        withdrawn_on=timezone.localdate(timezone=site_a.zone),
+        reason="Declined further tablets",
+    )
+    assert not Reminder.objects.filter(participant=participant, status="pending").exists()
+    assert set(
+        Reminder.objects.filter(participant=participant).values_list("cancelled_reason", flat=True)
+    ) == {"Withdrawal (treatment)"}
+    assert {d.status for d in ScheduledDose.objects.filter(pk__in=[d.pk for d in doses])} == {
+        DoseStatus.STOPPED
+    }
