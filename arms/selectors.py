@@ -79,7 +79,7 @@ def list_report(randomization_list: RandomizationList) -> list[rules.StratumRepo
     protocol = randomization_list.protocol
     return rules.list_report(
         list_entries(randomization_list),
-        strata=list(randomization_list.strata.values_list("code", flat=True)),
+        strata=list(randomization_list.strata.order_by("pk").values_list("code", flat=True)),
         ratios=protocol_ratios(protocol),
         block_sizes=protocol.block_sizes,
     )

@@ -357,13 +357,12 @@ def _lock_list(*, randomization_list: RandomizationList, user, when) -> None:
     audited_save(locked, user=user, reason=_("Locked at the first randomization"))
 
 
-def start_dosing(*, participant: Participant, arm: Arm, randomized_at, user) -> object | None:
+def start_dosing(*, participant: Participant, arm: Arm, randomized_at, user) -> object:
     """The one call site of the dosing issue's hook, inside the allocation's transaction: the
-    participant's dose schedule exists exactly when the allocation does."""
-    try:
-        from dosing.services import participant_dosing_schedule_create
-    except ImportError:  # the dosing issue has not landed its service yet
-        return None
+    participant's dose schedule exists exactly when the allocation does (a refusal of the
+    schedule, e.g. no screening weight for a per-kg dose, refuses the randomization)."""
+    from dosing.services import participant_dosing_schedule_create
+
     return participant_dosing_schedule_create(
         participant=participant, arm=arm, randomized_at=randomized_at, user=user
     )

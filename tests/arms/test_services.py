@@ -399,3 +399,50 @@ def test_the_notice_goes_to_the_site_investigators_with_study_number_and_arm_onl
         1,
         investigator_a.email,
     )
+
+
+def test_the_command_generates_and_reports_without_entries(protocol, site_a, administrator):
+    import io
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command(
+        "generate_randomization_list", per_stratum=9, user="adam", activate=True, stdout=out
+    )
+    randomization_list = RandomizationList.objects.get()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"List {randomization_list.pk}: active"
+    assert [line.split(":")[0].strip() for line in lines[1:]] == ["SHE-severe", "SHE-critical"]
+    assert all(line.endswith("; ok") for line in lines[1:])
+
+
+def test_a_randomization_refused_by_the_dosing_hook_leaves_nothing(
+    ready_a, active_list, coordinator_a
+):
+    """One transaction: no weight for a per-kg dose refuses the allocation too."""
+    Screening.objects.filter(participant=ready_a).update(answers={"severity": "severe"})
+    msc_first = (
+        ListEntry.objects.filter(
+            stratum__randomization_list=active_list, stratum__code="SHE-severe", arm__code="MSC"
+        )
+        .order_by("sequence")
+        .first()
+    )
+    # Use the entries before the first MSC one, so this participant draws MSC.
+    for _ in range(msc_first.sequence - 1):
+        services.participant_randomize(
+            participant=ready_participant(site=ready_a.site, user=coordinator_a),
+            user=coordinator_a,
+            idempotency_key=uuid.uuid4(),
+        )
+    before = (Allocation.objects.count(), AllocationNotice.objects.count())
+    with pytest.raises(ValidationError) as exc:
+        services.participant_randomize(
+            participant=ready_a, user=coordinator_a, idempotency_key=uuid.uuid4()
+        )
+    assert exc.value.message_dict == {
+        "weight_kg": ["The dose is per kg body weight, and no screening weight is recorded."]
+    }
+    assert (Allocation.objects.count(), AllocationNotice.objects.count()) == before
+    assert not Allocation.objects.filter(entry=msc_first).exists()

@@ -152,3 +152,14 @@ def test_the_balance_report_counts_per_stratum_and_site(
     assert [(r.label, r.total) for r in report.by_site] == [("SHE", 1)]
     assert report.overall.allocated[allocation.arm.code] == 1
     assert report.largest.imbalance == pytest.approx(2 / 3)
+
+
+def test_the_lists_are_not_in_the_django_admin_even_for_a_superuser(
+    active_list, administrator, client_for
+):
+    administrator.is_staff = administrator.is_superuser = True
+    administrator.save()
+    client = client_for(administrator)
+    for model in ("randomizationlist", "listentry", "stratum"):
+        assert client.get(f"/admin/arms/{model}/").status_code == 404, model
+    assert client.get("/admin/arms/allocation/").status_code == 200
