@@ -233,7 +233,10 @@ def allocation_detail(request, study_number: str):
     site_zone = allocation.participant.site.zone
     context = {
         "allocation": allocation,
-        "randomized_local": timezone.localtime(allocation.randomized_at, site_zone),
+        # Formatted here: the template would turn an aware datetime back into UTC.
+        "randomized_local": timezone.localtime(allocation.randomized_at, site_zone).strftime(
+            "%Y-%m-%d %H:%M"
+        ),
         "can_mark_in_error": access_for(request.user).has(Role.ADMINISTRATOR),
     }
     return render(request, "arms/allocation_detail.html", context)

@@ -4,6 +4,7 @@ import uuid
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from arms import services
 from arms.models import Allocation
@@ -32,6 +33,8 @@ def test_coordinator_randomizes_and_sees_the_confirmation(ready_a, coordinator_a
     assert allocation.arm.name in body
     assert allocation.randomization_number in body
     assert coordinator_a.get_full_name() in body  # who randomized
+    local = timezone.localtime(allocation.randomized_at, ready_a.site.zone)
+    assert f"{local:%Y-%m-%d %H:%M} (Asia/Shanghai)" in body  # when, in site time
 
 
 def test_a_double_submit_of_the_same_page_randomizes_once(ready_a, coordinator_a, client_for):
