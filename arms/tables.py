@@ -53,8 +53,8 @@ class RosterTable(tables.Table):
         verbose_name=_("Study day"),
         order_by=("-randomized_at", "-" + TIEBREAK),
     )
-    # Filled by the dosing and outcomes issues through selectors.roster_clinical_progress;
-    # empty (not a placeholder) until then.
+    # From selectors.roster_clinical_progress: dosing now; the WHO score and open adverse
+    # events when the outcomes issue fills them. Empty (not a placeholder) until then.
     dosing_progress = tables.Column(
         accessor="pk", verbose_name=_("Dosing"), orderable=False, default=""
     )

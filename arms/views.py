@@ -290,8 +290,7 @@ def roster(request, arm_code: str | None = None):
     if arm is not None:
         table.columns.hide("arm")
     RequestConfig(request, paginate={"per_page": ROSTER_PAGE_SIZE}).configure(table)
-    page_ids = [row.participant_id for row in table.page.object_list.data]
-    table.progress = selectors.roster_clinical_progress(page_ids)
+    table.progress = selectors.roster_clinical_progress(list(table.page.object_list.data))
     context = {
         "arm": arm,
         "arms": Arm.objects.filter(protocol=protocol),
@@ -307,9 +306,7 @@ def roster_csv(request, arm_code: str | None = None):
     """The filtered, sorted roster, every page of it, with the columns of the table."""
     _protocol, arm, roster_filter = _roster_parts(request, arm_code)
     rows = list(roster_filter.qs)
-    table = RosterTable(
-        rows, progress=selectors.roster_clinical_progress([r.participant_id for r in rows])
-    )
+    table = RosterTable(rows, progress=selectors.roster_clinical_progress(rows))
     if arm is not None:
         table.columns.hide("arm")
     RequestConfig(request, paginate=False).configure(table)

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import uuid
 from html.parser import HTMLParser
 
 import pytest
@@ -131,7 +132,7 @@ def test_the_columns_and_the_empty_later_columns(two_sites, investigator_a, clie
         "Open AEs",
         "Status",
     ]
-    # Dosing, next due, WHO score and open AEs: nothing rather than a placeholder.
+    # No doses scheduled (written in bulk), no WHO score, no AE: nothing, not a placeholder.
     assert first[8:12] == ["", "", "", ""]
     assert first[12] == "On study"
 
@@ -181,10 +182,11 @@ def test_status_filters_pick_the_right_rows(two_sites, investigator_a, administr
     assert rows[1][-1] == "In error"
 
 
-# Session, user, roles; protocol; count, page of rows; arms (tabs), sites and arms (filter
-# choices); the session saved (savepoint, update, release). The CSV: no count, tabs or choices.
-ROSTER_QUERIES = 12
-CSV_QUERIES = 8
+# Session, user, roles; protocol; count, page of rows; dosing counts, schedule routes, next
+# open doses; arms (tabs), sites and arms (filter choices); the session saved (savepoint,
+# update, release). The CSV: no count, tabs or choices.
+ROSTER_QUERIES = 15
+CSV_QUERIES = 11
 
 
 @pytest.mark.parametrize("url_name", ["arms:roster", "arms:roster_csv"])
@@ -219,3 +221,39 @@ def test_the_roster_query_count_does_not_grow_with_the_participants(
             else len(csv_rows(response)) - 1
         )
     assert counts == ([10, 50] if url_name == "arms:roster" else [10, 1000])
+
+
+def test_dosing_progress_and_next_due_come_from_the_schedule(
+    active_list, site_a, coordinator_a, investigator_a, client_for
+):
+    from django.utils import timezone
+
+    from dosing.models import ScheduledDose
+    from tests.factories import ready_participant
+
+    allocations = [
+        services.participant_randomize(
+            participant=ready_participant(
+                site=site_a, user=coordinator_a, investigator=investigator_a
+            ),
+            user=coordinator_a,
+            idempotency_key=uuid.uuid4(),
+        )
+        for _ in range(6)
+    ]
+    rows = {r[0]: r for r in table_rows(client_for(investigator_a).get(reverse("arms:roster")))[1:]}
+    expected_text = {"MSC": "0/2 infusions", "PAX": "0/10 doses", "STD": ""}
+    assert {a.arm.code for a in allocations} == {"MSC", "PAX", "STD"}  # two blocks of three
+    for allocation in allocations:
+        row = rows[allocation.participant.study_number]
+        assert row[8] == expected_text[allocation.arm.code]
+        first = (
+            ScheduledDose.objects.filter(participant=allocation.participant)
+            .order_by("due_at")
+            .first()
+        )
+        assert row[9] == (
+            timezone.localtime(first.due_at, site_a.zone).strftime("%Y-%m-%d %H:%M")
+            if first
+            else ""
+        )
