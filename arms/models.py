@@ -61,6 +61,9 @@ class RandomizationList(AuditedModel):
     later check it was not altered (`arms.selectors.list_fingerprint`).
     """
 
+    # Allocation concealment: its audit trail is the administrator's only (trialsite.selectors).
+    audit_concealed = True
+
     protocol = models.ForeignKey(Protocol, on_delete=models.PROTECT, related_name="+")
     source = models.CharField(_("source"), max_length=12, choices=ListSource.choices)
     status = models.CharField(
@@ -107,6 +110,9 @@ class Stratum(AuditedModel):
     """Site x severity within one list. Randomization locks this row, so allocations within
     a stratum are serialised and its entries are used strictly in sequence."""
 
+    # Allocation concealment: its audit trail is the administrator's only (trialsite.selectors).
+    audit_concealed = True
+
     randomization_list = models.ForeignKey(
         RandomizationList, on_delete=models.PROTECT, related_name="strata"
     )
@@ -137,6 +143,9 @@ class Stratum(AuditedModel):
 
 class ListEntry(AuditedModel):
     """One line of the list. Used at most once: the allocation holds it one-to-one."""
+
+    # Allocation concealment: its audit trail is the administrator's only (trialsite.selectors).
+    audit_concealed = True
 
     stratum = models.ForeignKey(Stratum, on_delete=models.PROTECT, related_name="entries")
     sequence = models.PositiveIntegerField(_("sequence"))

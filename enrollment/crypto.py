@@ -73,6 +73,9 @@ class EncryptedTextField(models.TextField):
     a keyed hash instead.
     """
 
+    # The audit trail shows that such a field changed, never its values (trialsite.audit).
+    identifier = True
+
     def from_db_value(self, value, expression, connection):
         if not value:
             return value

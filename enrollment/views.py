@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from arms.models import Allocation
 from trialsite.access import access_for, role_required, sites_for_user
 from trialsite.models import Protocol, Role
 
@@ -96,6 +97,9 @@ def participant_detail(request, study_number: str):
             "refusals": participant.refusals.order_by("-refused_on"),
             "withdrawals": participant.withdrawals.all(),
             "gate": selectors.randomization_gate(participant),
+            "allocation": Allocation.objects.select_related("arm")
+            .filter(participant=participant)
+            .first(),
         }
         return render(request, "enrollment/participant_detail.html", context)
 

@@ -45,10 +45,22 @@ def audited_save(instance: AuditedModel, *, user=None, reason: str = "") -> Audi
     return instance
 
 
+HIDDEN_VALUE = _("(identifier: value not shown)")
+
+
 def changes_of(record) -> list[dict]:
-    """Field-by-field changes of one history record against the one before it."""
+    """Field-by-field changes of one history record against the one before it.
+
+    Identifier fields (a patient's name, MRN, contact) say that they changed, not what to:
+    the audit trail is read by staff of every site."""
     previous = record.prev_record
     if previous is None:
         return []
     delta = record.diff_against(previous)
-    return [{"field": c.field, "old": c.old, "new": c.new} for c in delta.changes]
+    fields = {f.name: f for f in record.instance_type._meta.fields}
+    changes = []
+    for c in delta.changes:
+        hidden = getattr(fields.get(c.field), "identifier", False)
+        old, new = (HIDDEN_VALUE, HIDDEN_VALUE) if hidden else (c.old, c.new)
+        changes.append({"field": c.field, "old": old, "new": new})
+    return changes

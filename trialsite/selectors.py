@@ -24,14 +24,19 @@ def audited_models() -> list:
     return [m for m in apps.get_models() if issubclass(m, AuditedModel) and not m._meta.abstract]
 
 
-def recent_changes(*, limit: int = 200) -> list[AuditEntry]:
+def recent_changes(*, limit: int = 200, include_concealed: bool = False) -> list[AuditEntry]:
     """The newest `limit` changes across all audited models, newest first.
+
+    Models marked `audit_concealed` (the randomization lists: allocation concealment) are
+    left out unless `include_concealed`, which only the trial administrator gets.
 
     One query per audited model (a fixed number, whatever the data), plus the previous
     version of each changed record for its field-by-field diff.
     """
     per_model = []
     for model in audited_models():
+        if getattr(model, "audit_concealed", False) and not include_concealed:
+            continue
         records = model.history.select_related("history_user").order_by("-history_date")[:limit]
         per_model.append(
             [

@@ -91,7 +91,8 @@ def protocol_detail(request):
 
 @role_required(Role.DATA_MANAGER, Role.MONITOR, Role.ADMINISTRATOR)
 def audit_log(request):
-    entries = selectors.recent_changes(limit=200)
+    concealed = access_for(request.user).has(Role.ADMINISTRATOR)
+    entries = selectors.recent_changes(limit=200, include_concealed=concealed)
     return render(request, "trialsite/audit_log.html", {"entries": entries})
 
 

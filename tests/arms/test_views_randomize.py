@@ -142,3 +142,20 @@ def test_the_administrator_marks_in_error_with_a_reason(
     assert allocation.status == "in_error"
     assert "Wrong patient" in response.content.decode()
     assert Allocation.objects.count() == 1
+
+
+def test_the_participant_page_leads_to_randomization_then_shows_the_arm(
+    ready_a, coordinator_a, monitor, client_for
+):
+    page_url = reverse("enrollment:participant_detail", args=[ready_a.study_number])
+    randomize_url = reverse("arms:randomize", args=[ready_a.study_number])
+    assert randomize_url in client_for(coordinator_a).get(page_url).content.decode()
+    # A monitor reads the page but gets no button to press.
+    assert randomize_url not in client_for(monitor).get(page_url).content.decode()
+    allocation = services.participant_randomize(
+        participant=ready_a, user=coordinator_a, idempotency_key=uuid.uuid4()
+    )
+    body = client_for(coordinator_a).get(page_url).content.decode()
+    assert f"{allocation.arm.code} – {allocation.arm.name}" in body
+    assert randomize_url not in body
+    assert reverse("dosing:participant_timeline", args=[ready_a.study_number]) in body

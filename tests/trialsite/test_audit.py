@@ -107,3 +107,41 @@ def test_every_trial_data_model_is_audited():
         "enrollment.EligibilityCriterion",
         "outcomes.VisitDefinition",
     } <= names
+
+
+def test_randomization_lists_are_in_the_audit_trail_of_the_administrator_only(
+    protocol, site_a, site_b, administrator, monitor, data_manager, client_for
+):
+    from arms.models import ListEntry, RandomizationList, Stratum
+    from tests.factories import active_randomization_list
+
+    active_randomization_list(administrator=administrator, per_stratum=3)
+    concealed = {str(m._meta.verbose_name) for m in (ListEntry, RandomizationList, Stratum)}
+
+    def models_seen(user):
+        entries = client_for(user).get(reverse("audit_log")).context["entries"]
+        return {e.model for e in entries}
+
+    assert concealed <= models_seen(administrator)
+    assert not concealed & models_seen(monitor)
+    assert not concealed & models_seen(data_manager)
+
+
+def test_the_audit_trail_says_an_identifier_changed_but_never_shows_it(
+    protocol, site_a, coordinator_a, monitor, client_for
+):
+    from tests.factories import ParticipantFactory
+
+    participant = ParticipantFactory(site=site_a, user=coordinator_a, name="Zhang Wei")
+    participant.name = "Zhang Weiming"
+    audited_save(participant, user=coordinator_a, reason="Spelling per ID card")
+    assert changes_of(participant.history.first()) == [
+        {
+            "field": "name",
+            "old": "(identifier: value not shown)",
+            "new": "(identifier: value not shown)",
+        }
+    ]
+    page = client_for(monitor).get(reverse("audit_log"))
+    assert b"Spelling per ID card" in page.content
+    assert b"Zhang Wei" not in page.content
