@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
+from django.utils.translation import gettext_lazy as _
+
 from trialsite.protocol import DoseScheduleDef
 
 CALENDAR_DAY = "calendar_day"
@@ -69,6 +71,16 @@ def dose_window(
         spread = timedelta(hours=schedule.window_hours)
         return due_at - spread, due_at + spread
     raise ValueError(f"unknown window kind {schedule.window_kind!r}")
+
+
+# The baseline values a dose adjustment may depend on ("when" in the protocol), with the
+# label under which the screening form asks for them.
+ADJUSTMENT_INPUTS = {"egfr": _("eGFR (mL/min/1.73 m²)")}
+
+
+def adjustment_inputs(schedules) -> list[str]:
+    """The baseline values the protocol's dose adjustments read, e.g. ["egfr"]."""
+    return sorted({a["when"] for s in schedules for a in s.adjustments if a.get("when")})
 
 
 def adjustment_applies(adjustment: dict, *, egfr: Decimal | None) -> bool:

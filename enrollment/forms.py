@@ -12,6 +12,8 @@ from django import forms
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from dosing.rules import ADJUSTMENT_INPUTS
+
 from . import rules
 from .models import ConsentVersion, Severity, Sex, Signer, WithdrawalScope
 
@@ -158,11 +160,26 @@ class ScreeningForm(forms.Form):
     submission_token = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4)
     screening_date = forms.DateField(label=_("Date of screening"), widget=DATE)
 
-    def __init__(self, *args, criteria, sex: str, **kwargs):
+    def __init__(self, *args, criteria, sex: str, dosing_inputs=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.criteria = [c for c in criteria if rules.is_asked(c, sex)]
         self.answer_fields: list[str] = []
         fieldsets = [Fieldset(_("Screening"), "submission_token", "screening_date")]
+        # Baseline values the dose plan needs (eGFR for the nirmatrelvir dose): not criteria,
+        # but asked here, before randomization, so that no arm's plan waits on them.
+        for name in dosing_inputs:
+            self.fields[name] = forms.DecimalField(
+                label=ADJUSTMENT_INPUTS[name],
+                min_value=0,
+                max_value=250,
+                max_digits=5,
+                decimal_places=1,
+                required=False,
+                help_text=_("Needed before randomization, to plan the doses."),
+            )
+            self.answer_fields.append(name)
+        if dosing_inputs:
+            fieldsets.append(Fieldset(_("For the dose plan"), *dosing_inputs))
         for criterion in self.criteria:
             names = []
             for name in rules.rule_inputs(criterion):

@@ -37,6 +37,14 @@ def current_protocol() -> Protocol:
     return Protocol.objects.get(is_current=True)
 
 
+def dosing_inputs(protocol: Protocol) -> list[str]:
+    """Baseline values the protocol's dose adjustments read (e.g. eGFR), asked at screening."""
+    from dosing.models import DoseSchedule
+    from dosing.rules import adjustment_inputs
+
+    return adjustment_inputs(DoseSchedule.objects.filter(arm__protocol=protocol))
+
+
 def site_today(participant: Participant) -> date:
     return timezone.localdate(timezone=participant.site.zone)
 
@@ -205,6 +213,16 @@ def randomization_gate(participant: Participant) -> list[str]:
         missing.append(_("No consent on the current consent version is recorded."))
     if screening is None or not hasattr(screening, "signoff"):
         missing.append(_("No investigator has signed off the latest screening."))
+    if screening is not None:
+        from dosing.rules import ADJUSTMENT_INPUTS
+
+        # Asked for before the arm is known: a refusal after the draw would reveal the arm.
+        for name in dosing_inputs(screening.protocol):
+            if (screening.answers or {}).get(name) in (None, ""):
+                missing.append(
+                    _("%(value)s is not recorded on the latest screening (the dose plan needs it).")
+                    % {"value": ADJUSTMENT_INPUTS[name]}
+                )
     withdrawal = Withdrawal.objects.filter(participant=participant).order_by("withdrawn_on").first()
     if withdrawal is not None:
         missing.append(

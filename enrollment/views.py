@@ -116,6 +116,7 @@ def participant_screen(request, study_number: str):
         request.POST or None,
         criteria=criteria,
         sex=participant.sex,
+        dosing_inputs=selectors.dosing_inputs(protocol),
         initial={"screening_date": selectors.site_today(participant)},
     )
     if request.method == "POST" and form.is_valid():

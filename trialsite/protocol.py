@@ -200,6 +200,12 @@ def definition_from_db(protocol) -> ProtocolDef:
     )
 
 
+def adjustment_inputs_known() -> set[str]:
+    from dosing.rules import ADJUSTMENT_INPUTS  # dosing's rules read this module's classes
+
+    return set(ADJUSTMENT_INPUTS)
+
+
 def protocol_problems(defn: ProtocolDef) -> list[Problem]:
     """Everything wrong with a protocol definition; an empty list means it can run."""
     problems: list[Problem] = []
@@ -228,6 +234,16 @@ def protocol_problems(defn: ProtocolDef) -> list[Problem]:
                 )
             )
         for schedule in arm.dose_schedules:
+            for adjustment in schedule.adjustments:
+                if adjustment.get("when") not in adjustment_inputs_known():
+                    problems.append(
+                        Problem(
+                            "trialsite.E008",
+                            f"Arm {arm.code}: a dose adjustment depends on "
+                            f"'{adjustment.get('when')}', which no form asks for.",
+                            hint="Known: " + ", ".join(sorted(adjustment_inputs_known())) + ".",
+                        )
+                    )
             if not schedule.study_days or not schedule.times:
                 problems.append(
                     Problem(

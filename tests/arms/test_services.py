@@ -1,6 +1,7 @@
 """Lists, allocation, marking in error, notices: the services against the database."""
 
 import uuid
+from decimal import Decimal
 
 import pytest
 from django.core import mail
@@ -20,6 +21,7 @@ from arms.models import (
 )
 from enrollment.models import Screening
 from tests.factories import ready_participant
+from trialsite.audit import audited_save
 
 pytestmark = pytest.mark.django_db
 
@@ -421,7 +423,9 @@ def test_a_randomization_refused_by_the_dosing_hook_leaves_nothing(
     ready_a, active_list, coordinator_a
 ):
     """One transaction: no weight for a per-kg dose refuses the allocation too."""
-    Screening.objects.filter(participant=ready_a).update(answers={"severity": "severe"})
+    screening = Screening.objects.get(participant=ready_a)
+    screening.answers = {"severity": "severe", "egfr": "90"}  # no weight
+    audited_save(screening, user=coordinator_a, reason="test: no weight recorded")
     msc_first = (
         ListEntry.objects.filter(
             stratum__randomization_list=active_list, stratum__code="SHE-severe", arm__code="MSC"
@@ -446,3 +450,36 @@ def test_a_randomization_refused_by_the_dosing_hook_leaves_nothing(
     }
     assert (Allocation.objects.count(), AllocationNotice.objects.count()) == before
     assert not Allocation.objects.filter(entry=msc_first).exists()
+
+
+def test_the_screening_egfr_sets_the_nirmatrelvir_dose_through_randomization(
+    active_list, site_a, coordinator_a, investigator_a
+):
+    from dosing.models import ScheduledDose
+
+    pax_first = (
+        ListEntry.objects.filter(
+            stratum__randomization_list=active_list, stratum__code="SHE-severe", arm__code="PAX"
+        )
+        .order_by("sequence")
+        .first()
+    )
+    for _ in range(pax_first.sequence - 1):
+        services.participant_randomize(
+            participant=ready_participant(site=site_a, user=coordinator_a),
+            user=coordinator_a,
+            idempotency_key=uuid.uuid4(),
+        )
+    participant = ready_participant(site=site_a, user=coordinator_a, investigator=investigator_a)
+    screening = Screening.objects.get(participant=participant)
+    screening.answers = {**screening.answers, "egfr": "45"}
+    audited_save(screening, user=coordinator_a, reason="test: moderate renal impairment")
+    allocation = services.participant_randomize(
+        participant=participant, user=coordinator_a, idempotency_key=uuid.uuid4()
+    )
+    assert allocation.arm.code == "PAX"
+    doses = ScheduledDose.objects.filter(participant=participant)
+    assert doses.count() == 10
+    assert {(d.planned_amount, d.amount_unit) for d in doses} == {
+        (Decimal("150"), "mg nirmatrelvir")
+    }

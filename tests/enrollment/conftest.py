@@ -48,6 +48,7 @@ def eligible_answers(site, **changes) -> dict:
         "icu_organ_failure": False,
         "height_cm": Decimal("165"),
         "weight_kg": Decimal("62"),
+        "egfr": Decimal("85"),
         "nyha_class": 1,
         "ckd_stage": 0,
         "child_pugh": 0,

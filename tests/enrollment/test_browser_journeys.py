@@ -51,6 +51,7 @@ def screen(page, site, *, height="165", weight="62", sex="F"):
     page.fill("#id_respiratory_rate", "31")
     page.fill("#id_height_cm", height)
     page.fill("#id_weight_kg", weight)
+    page.fill("#id_egfr", "85")
     page.select_option("#id_nyha_class", "1")
     page.select_option("#id_ckd_stage", "0")
     page.select_option("#id_child_pugh", "0")

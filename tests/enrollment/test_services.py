@@ -4,6 +4,7 @@ import datetime
 import threading
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 import time_machine
@@ -539,3 +540,15 @@ def test_consent_time_in_the_future_by_one_second_is_refused(
                 at=SHANGHAI_MIDNIGHT + timedelta(seconds=1),
             )
         assert record_consent(participant_a, coordinator_a, consent_version, at=SHANGHAI_MIDNIGHT)
+
+
+def test_the_gate_asks_for_the_egfr_the_dose_plan_needs(participant_a, coordinator_a):
+    # The protocol's nirmatrelvir dose depends on eGFR: it must be known before the draw,
+    # since a refusal after it would reveal the arm.
+    screen(participant_a, coordinator_a, egfr=None)
+    assert (
+        "eGFR (mL/min/1.73 m²) is not recorded on the latest screening (the dose plan needs it)."
+        in randomization_gate(participant_a)
+    )
+    screen(participant_a, coordinator_a, egfr=Decimal("45"))
+    assert not any("eGFR" in item for item in randomization_gate(participant_a))

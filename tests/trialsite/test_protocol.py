@@ -66,6 +66,23 @@ def test_missing_rule_settings_and_parameters_are_e007(definition):
     ]
 
 
+def test_a_dose_adjustment_on_an_unknown_value_is_e008(definition):
+    def bad(schedule):
+        return replace(schedule, adjustments=[{"when": "creatinine", "amount": "150"}])
+
+    arms = [
+        replace(a, dose_schedules=[bad(s) for s in a.dose_schedules]) if a.code == "PAX" else a
+        for a in definition.arms
+    ]
+    problems = protocol_problems(replace(definition, arms=arms))
+    assert [(p.id, p.msg) for p in problems] == [
+        (
+            "trialsite.E008",
+            "Arm PAX: a dose adjustment depends on 'creatinine', which no form asks for.",
+        )
+    ]
+
+
 # --- Loading -----------------------------------------------------------------------------------
 
 
