@@ -413,9 +413,7 @@ def _recipients(site_id: int, kind: str, cache: dict) -> list[str]:
 
 
 def _channel():
-    return import_string(
-        getattr(settings, "DOSING_REMINDER_CHANNEL", "dosing.channels.EmailChannel")
-    )()
+    return import_string(settings.DOSING_REMINDER_CHANNEL)()
 
 
 def _recover_stale_claims(now: datetime) -> int:

@@ -1,6 +1,7 @@
 """Writes of the trialsite app: loading the protocol, editing sites."""
 
 from django.db import transaction
+from django.db.models import ProtectedError
 
 from arms.models import Arm
 from dosing.models import DoseSchedule
@@ -9,7 +10,7 @@ from outcomes.models import VisitDefinition
 
 from .audit import audited_save
 from .models import Protocol, Site
-from .protocol import ProtocolDef, protocol_problems
+from .protocol import Problem, ProtocolDef, protocol_problems
 
 
 class ProtocolInvalid(Exception):
@@ -96,7 +97,20 @@ def protocol_load(*, definition: ProtocolDef, user=None, make_current: bool = Tr
             )
         for extra in existing[len(arm_def.dose_schedules) :]:
             extra._change_reason = reason
-            extra.delete()
+            try:
+                extra.delete()
+            except ProtectedError:
+                # Participants' scheduled doses point at it: the amendment must not erase
+                # what they were planned to receive.
+                raise ProtocolInvalid(
+                    [
+                        Problem(
+                            "trialsite.E009",
+                            f"Arm {arm.code}: the schedule of {extra.product} has doses "
+                            "planned for participants and cannot be removed.",
+                        )
+                    ]
+                ) from None
     for order, c in enumerate(definition.criteria):
         criterion = EligibilityCriterion.objects.filter(
             protocol=protocol, code=c.code

@@ -201,6 +201,9 @@ EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ctms@localhost")
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+# How dose reminders go out: e-mail through the mail settings above; an SMS gateway plugs in
+# as another class with the same `send` (dosing/channels.py).
+DOSING_REMINDER_CHANNEL = env.str("DOSING_REMINDER_CHANNEL", default="dosing.channels.EmailChannel")
 
 # --- Celery ---------------------------------------------------------------------------------
 # REDIS_URL switches the broker to Redis; without it, kombu's filesystem transport needs no

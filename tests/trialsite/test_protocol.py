@@ -159,6 +159,38 @@ def test_an_invalid_definition_is_refused_whole(db, definition):
     assert not Protocol.objects.exists()
 
 
+def test_an_amendment_cannot_remove_a_schedule_participants_are_dosed_on(
+    protocol, definition, site_a, coordinator_a
+):
+    from django.utils import timezone
+
+    from dosing.services import participant_dosing_schedule_create
+    from tests.factories import ParticipantFactory
+
+    participant = ParticipantFactory(site=site_a, user=coordinator_a)
+    msc = Arm.objects.get(protocol=protocol, code="MSC")
+    participant_dosing_schedule_create(
+        participant=participant,
+        arm=msc,
+        randomized_at=timezone.now(),
+        user=coordinator_a,
+        weight_kg=Decimal("70"),
+    )
+    arms = [
+        replace(a, arm_type="no_intervention", dose_schedules=[]) if a.code == "MSC" else a
+        for a in definition.arms
+    ]
+    with pytest.raises(ProtocolInvalid) as excinfo:
+        protocol_load(definition=replace(definition, version="1.1", arms=arms))
+    assert str(excinfo.value) == (
+        "trialsite.E009: Arm MSC: the schedule of UC-MSC suspension has doses planned for "
+        "participants and cannot be removed."
+    )
+    protocol.refresh_from_db()
+    assert protocol.version == "1.0"  # the whole load rolled back
+    assert DoseSchedule.objects.filter(arm=msc).count() == 1
+
+
 def test_manage_py_check_reports_a_broken_loaded_protocol(protocol):
     criterion = EligibilityCriterion.objects.get(protocol=protocol, code="E3")
     criterion.rule = ""
