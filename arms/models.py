@@ -238,9 +238,13 @@ class AllocationNotice(models.Model):
         max_length=10, choices=NoticeStatus.choices, default=NoticeStatus.PENDING
     )
     attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     recipients = models.TextField(blank=True)
     last_error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status"], name="notice_status")]
 
     def __str__(self) -> str:
         return f"notice {self.allocation_id}: {self.status}"

@@ -5,8 +5,10 @@ Each is keyword-only, one transaction, validated before it saves, and audited.
 
 from __future__ import annotations
 
+import logging
 import random
 import secrets
+from datetime import timedelta
 from uuid import UUID
 
 from django.conf import settings
@@ -23,6 +25,7 @@ from enrollment.selectors import latest_screening, randomization_gate
 from trialsite.access import access_for
 from trialsite.audit import audited_save
 from trialsite.models import Protocol, Role, RoleAssignment, Site
+from trialsite.queue import enqueue_on_commit
 
 from . import rules
 from .models import (
@@ -39,6 +42,8 @@ from .models import (
     Stratum,
 )
 from .selectors import list_entries, protocol_ratios, protocol_strata
+
+logger = logging.getLogger(__name__)
 
 RANDOMIZERS = (Role.COORDINATOR, Role.INVESTIGATOR)
 MAX_PER_STRATUM = 10_000
@@ -343,7 +348,7 @@ def _allocate(
     start_dosing(participant=participant, arm=entry.arm, randomized_at=now, user=user)
     from .tasks import allocation_notify
 
-    allocation_notify.delay_on_commit(notice.pk)
+    enqueue_on_commit(allocation_notify, notice.pk)
     return allocation
 
 
@@ -399,7 +404,7 @@ def stratum_exhaustion_alert(*, stratum: Stratum) -> bool:
     audited_save(stratum, reason=_("Stratum exhausted: administrators alerted"))
     from .tasks import stratum_exhausted_notify
 
-    stratum_exhausted_notify.delay_on_commit(stratum.pk)
+    enqueue_on_commit(stratum_exhausted_notify, stratum.pk)
     return True
 
 
@@ -439,11 +444,18 @@ def allocation_url(allocation: Allocation) -> str:
     return reverse("arms:allocation_detail", args=[allocation.participant.study_number])
 
 
+# A notice claimed this long ago and still "sending" belongs to a worker that died mid-send.
+NOTICE_CLAIM_LEASE = timedelta(minutes=10)
+NOTICE_MAX_ATTEMPTS = 5
+
+
 def allocation_notice_send(*, notice_id: int) -> bool:
     """Idempotent: the notice row is claimed by a conditional UPDATE before sending, so a
-    task delivered twice sends one e-mail."""
+    task delivered twice sends one e-mail. A failure puts it back for the next sweep, and
+    the fifth failure marks it failed."""
+    now = timezone.now()
     claimed = AllocationNotice.objects.filter(pk=notice_id, status=NoticeStatus.PENDING).update(
-        status=NoticeStatus.SENDING, attempts=F("attempts") + 1
+        status=NoticeStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now
     )
     if not claimed:
         return False
@@ -457,20 +469,32 @@ def allocation_notice_send(*, notice_id: int) -> bool:
             subject, body = allocation_notice_message(allocation)
             send_mail(subject, body, None, recipients)
     except Exception as exc:
+        final = notice.attempts >= NOTICE_MAX_ATTEMPTS
         AllocationNotice.objects.filter(pk=notice_id).update(
-            status=NoticeStatus.PENDING, last_error=str(exc)[:2000]
+            status=NoticeStatus.FAILED if final else NoticeStatus.PENDING,
+            last_error=str(exc)[:2000],
         )
-        raise
+        logger.warning("allocation notice %s failed (attempt %s)", notice_id, notice.attempts)
+        return False
     AllocationNotice.objects.filter(pk=notice_id).update(
         status=NoticeStatus.SENT, sent_at=timezone.now(), recipients=", ".join(recipients)
     )
     return True
 
 
-def allocation_notice_fail(*, notice_id: int, error: str) -> None:
-    """The last retry failed: the notice says so on its row."""
-    AllocationNotice.objects.filter(pk=notice_id).exclude(status=NoticeStatus.SENT).update(
-        status=NoticeStatus.FAILED, last_error=error[:2000]
+def allocation_notices_sweep(*, now=None, limit: int = 100) -> int:
+    """What the beat runs every minute: notices whose message was lost (broker down at
+    commit, worker killed) or whose sending failed are sent from their rows. Returns how
+    many went out."""
+    now = now or timezone.now()
+    # Released, not re-sent here: a crash after the mail left but before the row said so can
+    # send one notice twice; no mail system can rule that out.
+    AllocationNotice.objects.filter(
+        status=NoticeStatus.SENDING, claimed_at__lt=now - NOTICE_CLAIM_LEASE
+    ).update(status=NoticeStatus.PENDING)
+    pending = AllocationNotice.objects.filter(status=NoticeStatus.PENDING).order_by("pk")
+    return sum(
+        allocation_notice_send(notice_id=pk) for pk in pending.values_list("pk", flat=True)[:limit]
     )
 
 

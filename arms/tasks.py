@@ -5,23 +5,17 @@ from celery import shared_task
 from . import services
 
 
-@shared_task(
-    name="arms.tasks.allocation_notify",
-    bind=True,
-    ignore_result=True,
-    max_retries=5,
-    default_retry_delay=30,
-)
-def allocation_notify(self, notice_id: int) -> None:
+@shared_task(name="arms.tasks.allocation_notify", ignore_result=True)
+def allocation_notify(notice_id: int) -> None:
     """E-mails the site's investigators about one allocation; sends once however often it
-    is delivered."""
-    try:
-        services.allocation_notice_send(notice_id=notice_id)
-    except Exception as exc:
-        if self.request.retries >= self.max_retries:
-            services.allocation_notice_fail(notice_id=notice_id, error=str(exc))
-            raise
-        raise self.retry(exc=exc, countdown=30 * 2**self.request.retries) from exc
+    is delivered. A failure is retried by the sweep, from the row, not by a countdown
+    message waiting in the broker."""
+    services.allocation_notice_send(notice_id=notice_id)
+
+
+@shared_task(name="arms.tasks.allocation_notices_sweep", ignore_result=True)
+def allocation_notices_sweep() -> None:
+    services.allocation_notices_sweep()
 
 
 @shared_task(name="arms.tasks.stratum_exhausted_notify", ignore_result=True)

@@ -158,6 +158,26 @@ def redis_broker():
         service_missing("redis", f"Redis at REDIS_URL does not answer ({exc})")
 
 
+@pytest.fixture
+def dead_broker(monkeypatch):
+    """The Celery app pointed at a broker that refuses connections (nothing listens on port
+    1), then back. The app's cached producer pool is dropped both ways, or the dead address
+    would outlive the test."""
+    from trialsite.celery import app
+
+    def drop_pools():
+        # Dropped, not closed: kombu's global producer pools may still hold the old ones.
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    drop_pools()
+    monkeypatch.setitem(app.conf, "broker_url", "redis://127.0.0.1:1/0")
+    monkeypatch.setitem(app.conf, "broker_connection_max_retries", 0)
+    yield
+    drop_pools()
+    monkeypatch.undo()
+
+
 def _database_url_for_children() -> str:
     """The URL of the database this test runs on (the test database), for a child process."""
     s = connection.settings_dict
