@@ -1,3 +1,5 @@
+import datetime
+
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
@@ -24,6 +26,26 @@ USERS = [
 
 
 class Command(BaseCommand):
+    def _trial_ready(self, admin) -> None:
+        """What a coordinator needs before the first randomization: a consent version in
+        force and an active randomization list (in a real trial, the administrator's work)."""
+        from arms.models import ListStatus, RandomizationList
+        from arms.services import randomization_list_activate, randomization_list_generate
+        from enrollment.models import ConsentVersion
+        from enrollment.services import consent_version_create
+
+        if not ConsentVersion.objects.exists():
+            consent_version_create(
+                user=admin,
+                version="1.0",
+                language="en",
+                irb_approval_date=datetime.date(2026, 1, 5),
+                effective_date=datetime.date(2026, 1, 15),
+            )
+        if not RandomizationList.objects.filter(status=ListStatus.ACTIVE).exists():
+            generated = randomization_list_generate(user=admin, per_stratum=60, note="demo")
+            randomization_list_activate(user=admin, randomization_list=generated)
+
     help = "Create two demo sites and one user per role (DEBUG installs only). Idempotent."
 
     def add_arguments(self, parser):
@@ -49,6 +71,7 @@ class Command(BaseCommand):
             site = sites[site_code] if site_code else None
             if not RoleAssignment.objects.filter(user=user, role=role, site=site).exists():
                 audited_save(RoleAssignment(user=user, role=role, site=site))
+        self._trial_ready(User.objects.get(username="admin"))
         self.stdout.write(f"Demo users (password for all: {DEMO_PASSWORD}):")
         for username, _first, _last, role, site_code in USERS:
             self.stdout.write(f"  {username:<18} {Role(role).label} ({site_code or 'all sites'})")
