@@ -264,3 +264,19 @@ def test_list_pages_take_the_same_queries_for_n_and_10n_rows(
         response = client.get(path)
     assert "SHE-0020" in response.content.decode()
     assert len(few) == len(many)
+
+
+def test_the_results_say_absent_for_an_exclusion_and_met_for_an_inclusion(
+    client_for, coordinator_a, participant_a
+):
+    # "E1 met" would read as "the exclusion applies": an exclusion that does not stand in
+    # the way is shown as absent.
+    client = client_for(coordinator_a)
+    response = client.post(
+        screen_url(participant_a), eligible_post(participant_a.site), follow=True
+    )
+    page = response.content.decode()
+    row = page.split('data-criterion="E1"')[1].split("</tr>")[0]
+    assert "<td>absent</td>" in row
+    row = page.split('data-criterion="I1"')[1].split("</tr>")[0]
+    assert "<td>met</td>" in row
