@@ -52,6 +52,25 @@ def _private_filesystem_broker() -> None:
 _private_filesystem_broker()
 
 
+def wait_for(predicate, timeout: float = 60.0, every: float = 0.2) -> bool:
+    """Poll until `predicate()` is true or the time is up; the last answer is returned."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return bool(predicate())
+
+
+def worker_command(name: str) -> list[str]:
+    """A real Celery worker process, one task at a time, named `name`."""
+    return [
+        sys.executable, "-m", "celery", "-A", "trialsite", "worker", "--pool=solo",
+        "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "-n", f"{name}-{os.getpid()}@%h",
+    ]  # fmt: skip
+
+
 def service_missing(service: str, reason: str):
     if service in REQUIRED or "all" in REQUIRED:
         pytest.fail(f"{service} is required here (TRIAL_REQUIRE_SERVICES) but {reason}")
@@ -200,24 +219,7 @@ def celery_worker_process(child_env, tmp_path):
     """A real Celery worker in its own process, on the configured broker."""
     log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "trialsite",
-            "worker",
-            "--pool=solo",
-            "--loglevel=INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "-n",
-            f"test{os.getpid()}@%h",
-        ],
-        cwd=ROOT,
-        env=child_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        worker_command("test"), cwd=ROOT, env=child_env, stdout=log, stderr=subprocess.STDOUT
     )
     time.sleep(0.5)
     if proc.poll() is not None:

@@ -1,6 +1,5 @@
 """The allocation notice, through the broker, in a real worker process."""
 
-import time
 import uuid
 
 import pytest
@@ -9,18 +8,10 @@ from django.conf import settings
 from arms import services
 from arms.models import AllocationNotice, NoticeStatus
 from enrollment.models import Participant
+from tests.conftest import wait_for
 from tests.factories import active_randomization_list, ready_participant
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for(predicate, timeout=40.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 @pytest.fixture
@@ -52,7 +43,7 @@ def test_the_investigators_are_emailed_once_after_the_commit(
     notice = AllocationNotice.objects.get(allocation=allocation)
     assert wait_for(
         lambda: AllocationNotice.objects.get(pk=notice.pk).status == NoticeStatus.SENT
-    ), (celery_worker_process.args, "the worker did not send the notice within 40 s")
+    ), (celery_worker_process.args, "the worker did not send the notice within 60 s")
     files = list(worker_mail.glob("*.log"))
     assert len(files) == 1
     text = files[0].read_text()

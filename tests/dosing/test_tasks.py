@@ -7,14 +7,11 @@ except the Redis-restart test, which starts and restarts a private redis-server 
 The beat is simulated by sending the dispatch task, as the beat does every minute.
 """
 
-import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
-import sys
-import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +23,7 @@ from django.utils import timezone
 from dosing.models import Reminder, ReminderKind, ReminderStatus
 from dosing.services import CLAIM_LEASE
 from dosing.tasks import reminders_dispatch
-from tests.conftest import ROOT, service_missing
+from tests.conftest import ROOT, service_missing, wait_for, worker_command
 from tests.dosing.conftest import randomize, screened_participant
 from trialsite.celery import app
 
@@ -34,15 +31,6 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 TASK = "dosing.tasks.reminders_dispatch"
 SLOW = "tests.dosing.fakes.SlowFileBackend"
-
-
-def wait_for(predicate, timeout=60.0, every=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    return predicate()
 
 
 def mailed_ids(*folders: Path) -> Counter:
@@ -80,21 +68,7 @@ class Workers:
         )
         with open(self.log(name), "a") as log:
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "trialsite",
-                    "worker",
-                    "--pool=solo",
-                    "--loglevel=INFO",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                    "-n",
-                    f"{name}-{os.getpid()}@%h",
-                ],
+                worker_command(name),
                 cwd=ROOT,
                 env=child,
                 stdout=log,
