@@ -49,7 +49,9 @@ def _form_page(request, participant, form, *, title, intro=""):
 
 def participant_list(request):
     context = {
-        "participants": selectors.participant_list(request.user),
+        "page": Paginator(selectors.participant_list(request.user), 50).get_page(
+            request.GET.get("page")
+        ),
         "can_register": access_for(request.user).has(*WRITERS),
     }
     return render(request, "enrollment/participant_list.html", context)

@@ -145,3 +145,16 @@ def test_participant_list_is_scoped_to_the_users_sites(
     )
     page = client_for(coordinator_b).get(reverse("enrollment:participant_list")).content.decode()
     assert "SHE-0001" not in page
+
+
+def test_participant_list_pages_by_fifty(client_for, coordinator_a, site_a, protocol):
+    from tests.factories import ParticipantFactory
+
+    for _ in range(51):
+        ParticipantFactory(site=site_a, user=coordinator_a)
+    client = client_for(coordinator_a)
+    url = reverse("enrollment:participant_list")
+    first = client.get(url).context["page"]
+    assert (len(first.object_list), first.paginator.num_pages) == (50, 2)
+    last = client.get(url, {"page": 2}).context["page"]
+    assert [p.study_number for p in last.object_list] == ["SHE-0051"]
