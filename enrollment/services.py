@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from trialsite.access import access_for
 from trialsite.audit import audited_save
 from trialsite.models import Protocol, Role, Site
+from trialsite.signatures import signature_verify
 
 from . import rules
 from .crypto import mrn_hash
@@ -319,14 +320,18 @@ def withdrawal_record(
 # --- Eligibility sign-off ------------------------------------------------------------------------
 
 
-@transaction.atomic
 def eligibility_signoff(*, participant: Participant, user, password: str) -> EligibilitySignoff:
     """An investigator of the participant's site signs the latest, eligible screening, after
     re-entering their password. One signature per screening (a second submit returns it)."""
     if participant.site_id not in (access_for(user).site_ids(Role.INVESTIGATOR) or ()):
         raise ValidationError(_("Only an investigator of the participant's site can sign off."))
-    if not user.check_password(password):
-        raise ValidationError({"password": _("The password is not correct.")})
+    # Outside the transaction: a wrong password must stay counted when the signing fails.
+    signature_verify(user=user, password=password)
+    return _signoff_write(participant=participant, user=user)
+
+
+@transaction.atomic
+def _signoff_write(*, participant: Participant, user) -> EligibilitySignoff:
     screening = latest_screening(participant)
     if screening is None or screening.decision != Decision.ELIGIBLE:
         raise ValidationError(_("The latest screening is not eligible: nothing to sign off."))

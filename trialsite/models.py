@@ -138,3 +138,19 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.last_seen:%Y-%m-%d %H:%M:%S}"
+
+
+class SignatureFailure(models.Model):
+    """A wrong password given to an electronic signature (21 CFR 11.300(d): attempts at
+    unauthorised use are detected and reported). A security log: written once, never changed."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="signature_failures"
+    )
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = _("signature failure")
+
+    def __str__(self) -> str:
+        return f"{self.user_id} @ {self.at:%Y-%m-%d %H:%M:%S}"
