@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
-from .models import Protocol, RoleAssignment, Site, WorkerHeartbeat
+from .models import Protocol, RoleAssignment, SignatureFailure, Site, WorkerHeartbeat
 
 
 class AuditedAdminForm(forms.ModelForm):
@@ -51,3 +51,20 @@ class ProtocolAdmin(AuditedAdmin):
 @admin.register(WorkerHeartbeat)
 class WorkerHeartbeatAdmin(admin.ModelAdmin):
     list_display = ["name", "last_seen"]
+
+
+@admin.register(SignatureFailure)
+class SignatureFailureAdmin(admin.ModelAdmin):
+    """A security log: read here, never written or changed by hand."""
+
+    list_display = ["user", "at"]
+    list_select_related = ["user"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
