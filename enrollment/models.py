@@ -5,6 +5,7 @@ never leave the participant page; everywhere else a participant is their study n
 """
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -160,6 +161,23 @@ class Screening(AuditedModel):
         return f"{self.participant} {self.screening_date}: {self.decision}"
 
 
+CONSENT_DOCUMENT_MAX_BYTES = 20 * 1024 * 1024
+
+
+def validate_pdf(document) -> None:
+    """A consent document is a PDF: by its name and by its first bytes, and not huge."""
+    if not document.name.lower().endswith(".pdf"):
+        raise ValidationError(_("Upload the approved consent document as a PDF file."))
+    if document.size > CONSENT_DOCUMENT_MAX_BYTES:
+        raise ValidationError(_("The file is larger than 20 MB."))
+    position = document.tell() if hasattr(document, "tell") else 0
+    document.seek(0)
+    header = document.read(5)
+    document.seek(position)
+    if header != b"%PDF-":
+        raise ValidationError(_("This file is not a PDF."))
+
+
 class ConsentVersion(AuditedModel):
     """An approved consent document. The current one for a language is the one with the
     latest effective date that has arrived; only it may be used for new consents."""
@@ -169,7 +187,9 @@ class ConsentVersion(AuditedModel):
     language = models.CharField(_("language"), max_length=10, choices=settings.LANGUAGES)
     irb_approval_date = models.DateField(_("IRB approval date"))
     effective_date = models.DateField(_("effective date"))
-    document = models.FileField(_("document (PDF)"), upload_to="consent/", blank=True)
+    document = models.FileField(
+        _("document (PDF)"), upload_to="consent/", blank=True, validators=[validate_pdf]
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )

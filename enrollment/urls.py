@@ -10,6 +10,11 @@ urlpatterns = [
     path("screening-log/", views.screening_log, name="screening_log"),
     path("consent-versions/", views.consent_version_list, name="consent_version_list"),
     path("consent-versions/new/", views.consent_version_create, name="consent_version_create"),
+    path(
+        "consent-versions/<int:pk>/document.pdf",
+        views.consent_version_document,
+        name="consent_version_document",
+    ),
     path("re-consent/", views.reconsent_list, name="reconsent_list"),
     path("<str:study_number>/", views.participant_detail, name="participant_detail"),
     path("<str:study_number>/screen/", views.participant_screen, name="participant_screen"),

@@ -6,7 +6,8 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.shortcuts import redirect, render
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -258,6 +259,18 @@ def consent_version_list(request):
         "can_manage": access_for(request.user).has(Role.ADMINISTRATOR),
     }
     return render(request, "enrollment/consent_version_list.html", context)
+
+
+def consent_version_document(request, pk: int):
+    """The approved consent document, for every user of the trial (it names no patient)."""
+    version = get_object_or_404(ConsentVersion, pk=pk)
+    if not version.document:
+        raise Http404
+    return FileResponse(
+        version.document.open("rb"),
+        content_type="application/pdf",
+        filename=f"consent-{version.version}-{version.language}.pdf",
+    )
 
 
 @role_required(Role.ADMINISTRATOR)

@@ -292,3 +292,70 @@ def test_coordinator_cannot_sign_off(client_for, coordinator_a, ready_but_unsign
     )
     assert response.status_code == 403
     assert EligibilitySignoff.objects.count() == 0
+
+
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+def _version_post(document):
+    return {
+        "version": "2.0",
+        "language": "en",
+        "irb_approval_date": "2026-02-01",
+        "effective_date": "2026-02-10",
+        "document": document,
+    }
+
+
+def test_the_consent_document_is_uploaded_and_read_by_site_staff(
+    client_for, administrator, coordinator_a, protocol, settings, tmp_path
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.MEDIA_ROOT = tmp_path
+    upload = SimpleUploadedFile("icf-v2.pdf", PDF, content_type="application/pdf")
+    response = client_for(administrator).post(
+        reverse("enrollment:consent_version_create"), _version_post(upload)
+    )
+    assert response.status_code == 302
+    version = ConsentVersion.objects.get()
+    url = reverse("enrollment:consent_version_document", args=[version.pk])
+    assert (
+        url
+        in client_for(coordinator_a)
+        .get(reverse("enrollment:consent_version_list"))
+        .content.decode()
+    )
+    download = client_for(coordinator_a).get(url)
+    assert download.status_code == 200
+    assert download["Content-Type"] == "application/pdf"
+    assert b"".join(download.streaming_content) == PDF
+
+
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("icf.docx", b"PK\x03\x04", "Upload the approved consent document as a PDF file."),
+        ("icf.pdf", b"<html>not a pdf</html>", "This file is not a PDF."),
+    ],
+)
+def test_a_consent_document_that_is_not_a_pdf_is_refused(
+    client_for, administrator, protocol, settings, tmp_path, name, content, message
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.MEDIA_ROOT = tmp_path
+    response = client_for(administrator).post(
+        reverse("enrollment:consent_version_create"),
+        _version_post(SimpleUploadedFile(name, content)),
+    )
+    assert response.status_code == 200
+    assert response.context["form"].errors == {"document": [message]}
+    assert not ConsentVersion.objects.exists()
+    assert not any(tmp_path.rglob("*"))
+
+
+def test_a_version_without_a_document_has_none_to_download(client_for, coordinator_a, protocol):
+    version = ConsentVersionFactory(created_by=coordinator_a)
+    url = reverse("enrollment:consent_version_document", args=[version.pk])
+    assert client_for(coordinator_a).get(url).status_code == 404
