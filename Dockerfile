@@ -22,7 +22,7 @@ COPY . .
 # Static files hashed and compressed for WhiteNoise. The key is a build-time dummy: settings
 # refuse to load without one when DEBUG is off; the real key comes from the environment.
 RUN SECRET_KEY=collectstatic-at-build-time-only python manage.py collectstatic --noinput \
-    && mkdir -p var \
+    && mkdir -p var/media \
     && chown -R ctms:ctms var
 
 USER ctms
