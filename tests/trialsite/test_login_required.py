@@ -43,3 +43,9 @@ def test_an_anonymous_request_is_sent_to_the_login_page(client, route, name):
         response = method(_sample(route))
         assert response.status_code == 302, (method.__name__, route)
         assert response.url.startswith("/accounts/login/?next="), route
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("route,name", ROUTES, ids=[name or route for route, name in ROUTES])
+def test_a_monitor_posts_nothing_anywhere(client_for, monitor, route, name):
+    assert client_for(monitor).post(_sample(route)).status_code == 403, route
