@@ -48,12 +48,13 @@ def audited_save(instance: AuditedModel, *, user=None, reason: str = "") -> Audi
 HIDDEN_VALUE = _("(identifier: value not shown)")
 
 
-def changes_of(record) -> list[dict]:
-    """Field-by-field changes of one history record against the one before it.
+def changes_of(record, previous=None) -> list[dict]:
+    """Field-by-field changes of one history record against the one before it (looked up
+    when not given).
 
     Identifier fields (a patient's name, MRN, contact) say that they changed, not what to:
     the audit trail is read by staff of every site."""
-    previous = record.prev_record
+    previous = previous if previous is not None else record.prev_record
     if previous is None:
         return []
     delta = record.diff_against(previous)

@@ -1,8 +1,10 @@
 """Reads that span models: the audit trail across every audited model."""
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from heapq import merge
+from itertools import pairwise
 
 from django.apps import apps
 
@@ -30,14 +32,19 @@ def recent_changes(*, limit: int = 200, include_concealed: bool = False) -> list
     Models marked `audit_concealed` (the randomization lists: allocation concealment) are
     left out unless `include_concealed`, which only the trial administrator gets.
 
-    One query per audited model (a fixed number, whatever the data), plus the previous
-    version of each changed record for its field-by-field diff.
+    Two queries per audited model, whatever the data: the newest records, and the histories
+    of the records changed among them (for the field-by-field diffs).
     """
     per_model = []
     for model in audited_models():
         if getattr(model, "audit_concealed", False) and not include_concealed:
             continue
-        records = model.history.select_related("history_user").order_by("-history_date")[:limit]
+        records = list(
+            model.history.select_related("history_user").order_by("-history_date", "-history_id")[
+                :limit
+            ]
+        )
+        previous = _previous_versions(model, [r for r in records if r.history_type == "~"])
         per_model.append(
             [
                 AuditEntry(
@@ -47,10 +54,29 @@ def recent_changes(*, limit: int = 200, include_concealed: bool = False) -> list
                     object=f"#{r.id}",
                     action=r.get_history_type_display(),
                     reason=r.history_change_reason or "",
-                    changes=changes_of(r) if r.history_type == "~" else [],
+                    changes=changes_of(r, previous[r.history_id])
+                    if r.history_id in previous
+                    else [],
                 )
                 for r in records
             ]
         )
     merged = merge(*per_model, key=lambda e: e.when, reverse=True)
     return [entry for _, entry in zip(range(limit), merged, strict=False)]
+
+
+def _previous_versions(model, changed: list) -> dict:
+    """history_id -> the version before it, for each changed record, in one query."""
+    if not changed:
+        return {}
+    by_object = defaultdict(list)
+    versions = model.history.filter(id__in={r.id for r in changed}).order_by(
+        "history_date", "history_id"
+    )
+    for version in versions:
+        by_object[version.id].append(version)
+    previous = {}
+    for history in by_object.values():
+        for before, after in pairwise(history):
+            previous[after.history_id] = before
+    return previous

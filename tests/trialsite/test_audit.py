@@ -145,3 +145,26 @@ def test_the_audit_trail_says_an_identifier_changed_but_never_shows_it(
     page = client_for(monitor).get(reverse("audit_log"))
     assert b"Spelling per ID card" in page.content
     assert b"Zhang Wei" not in page.content
+
+
+def test_the_audit_page_takes_the_same_queries_for_3_and_30_changes(
+    site_a, administrator, data_manager, client_for
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = client_for(data_manager)
+
+    def changes(n):
+        for i in range(n):
+            site_update(site=site_a, user=administrator, reason=f"edit {i}", name=f"Name {i}")
+
+    def queries():
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get(reverse("audit_log")).status_code == 200
+        return len(ctx)
+
+    changes(3)
+    few = queries()
+    changes(27)
+    assert queries() == few
