@@ -251,11 +251,8 @@ def participant_randomize(*, participant: Participant, user, idempotency_key: UU
         raise ValidationError(
             _("Only a coordinator or investigator of the participant's site can randomize.")
         )
-    missing = randomization_gate(participant)
-    if missing:
-        raise ValidationError(missing)
     screening = latest_screening(participant)
-    severity = (screening.answers or {}).get("severity", "")
+    severity = (screening.answers or {}).get("severity", "") if screening else ""
     try:
         with transaction.atomic():
             return _allocate(
@@ -291,6 +288,12 @@ def _allocation_by_key(key: UUID) -> Allocation | None:
 def _allocate(
     *, participant: Participant, user, severity: str, idempotency_key: UUID
 ) -> Allocation:
+    # First the participant's row (a withdrawal takes the same lock), then the gate again
+    # under it: what was checked before the transaction may have changed since.
+    Participant.objects.select_for_update().filter(pk=participant.pk).first()
+    missing = randomization_gate(participant)
+    if missing:
+        raise ValidationError(missing)
     protocol = Protocol.objects.get(is_current=True)
     active = RandomizationList.objects.filter(protocol=protocol, status=ListStatus.ACTIVE).first()
     if active is None:

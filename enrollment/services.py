@@ -295,6 +295,9 @@ def withdrawal_record(
     submission token."""
     if existing := _existing(Withdrawal, submission_token):
         return existing
+    # The participant's row lock orders this against a randomization in progress: either it
+    # sees the withdrawal in its gate, or its doses exist here to be cancelled.
+    Participant.objects.select_for_update().filter(pk=participant.pk).first()
     if withdrawn_on > timezone.localdate(timezone=participant.site.zone):
         raise ValidationError({"withdrawn_on": _("The date cannot be in the future.")})
     if not participant.consents.exists():

@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from arms import rules, selectors, services
 from arms.models import (
@@ -483,3 +484,35 @@ def test_the_screening_egfr_sets_the_nirmatrelvir_dose_through_randomization(
     assert {(d.planned_amount, d.amount_unit) for d in doses} == {
         (Decimal("150"), "mg nirmatrelvir")
     }
+
+
+def test_a_participant_never_screened_is_refused_with_what_is_missing(
+    active_list, site_a, coordinator_a
+):
+    from tests.factories import ParticipantFactory
+
+    participant = ParticipantFactory(site=site_a, user=coordinator_a)
+    with pytest.raises(ValidationError) as excinfo:
+        services.participant_randomize(
+            participant=participant, user=coordinator_a, idempotency_key=uuid.uuid4()
+        )
+    assert "No screening is recorded." in excinfo.value.messages
+    assert not Allocation.objects.filter(participant=participant).exists()
+
+
+def test_a_withdrawal_recorded_first_stops_the_randomization(ready_a, coordinator_a):
+    from enrollment.services import withdrawal_record
+
+    withdrawal_record(
+        participant=ready_a,
+        user=coordinator_a,
+        scope="treatment",
+        withdrawn_on=timezone.localdate(timezone=ready_a.site.zone),
+        reason="Family asked to stop",
+    )
+    with pytest.raises(ValidationError) as excinfo:
+        services.participant_randomize(
+            participant=ready_a, user=coordinator_a, idempotency_key=uuid.uuid4()
+        )
+    assert any(m.startswith("Consent was withdrawn on") for m in excinfo.value.messages)
+    assert not Allocation.objects.filter(participant=ready_a).exists()
