@@ -15,8 +15,6 @@ from django.shortcuts import get_object_or_404
 
 from .models import ALL_SITE_ROLES, Role, RoleAssignment, Site
 
-# Roles that may change trial data (clinical records) at the sites they hold.
-CLINICAL_WRITERS = frozenset({Role.COORDINATOR, Role.INVESTIGATOR})
 # Order in which a user's home page is chosen when they hold several roles.
 ROLE_ORDER = [
     Role.COORDINATOR,
@@ -51,10 +49,6 @@ class Access:
                 return None
             ids |= held
         return frozenset(ids)
-
-    def holds_at(self, site_id: int, *roles: str) -> bool:
-        ids = self.site_ids(*roles)
-        return ids is None or site_id in ids
 
     @property
     def read_only(self) -> bool:
