@@ -1,8 +1,25 @@
+import datetime
+import random
+import uuid
+
 import factory
 from django.contrib.auth.models import User
+from django.utils import timezone
+from simple_history.utils import bulk_create_with_history
 
+from arms.models import Allocation, ListEntry, RandomizationList
+from enrollment.models import (
+    Consent,
+    ConsentVersion,
+    Decision,
+    EligibilitySignoff,
+    Participant,
+    Screening,
+    Signer,
+)
+from enrollment.services import participant_register
 from trialsite.audit import audited_save
-from trialsite.models import Role, RoleAssignment, Site
+from trialsite.models import Protocol, Role, RoleAssignment, Site
 
 PASSWORD = "correct-horse-battery-9"
 
@@ -56,12 +73,6 @@ def user_with_role(role: str, site: Site | None = None, **user_fields) -> User:
 
 # --- Enrollment ---------------------------------------------------------------------------------
 
-import datetime  # noqa: E402
-
-from enrollment.models import ConsentVersion, Participant  # noqa: E402
-from enrollment.services import participant_register  # noqa: E402
-from trialsite.models import Protocol  # noqa: E402
-
 
 class ParticipantFactory(factory.Factory):
     """Registers through the service, so the study number and the MRN hash are real."""
@@ -95,21 +106,6 @@ class ConsentVersionFactory(AuditedFactory):
 
 
 # --- Arms: randomization -------------------------------------------------------------------------
-
-import random  # noqa: E402
-import uuid  # noqa: E402
-
-from django.utils import timezone  # noqa: E402
-from simple_history.utils import bulk_create_with_history  # noqa: E402
-
-from arms.models import Allocation, ListEntry, RandomizationList  # noqa: E402
-from enrollment.models import (  # noqa: E402
-    Consent,
-    Decision,
-    EligibilitySignoff,
-    Screening,
-    Signer,
-)
 
 
 def current_consent_version(user) -> ConsentVersion:
