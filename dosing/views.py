@@ -14,19 +14,12 @@ from django.views.decorators.http import require_POST
 
 from enrollment.selectors import participant_for_user
 from trialsite.access import access_for, role_required, sites_for_user
+from trialsite.forms import add_service_errors
 
 from . import selectors, services
 from .forms import CorrectionForm, DoseRecordForm
 from .models import DoseStatus
 from .selectors import WRITERS
-
-
-def _add_errors(form, exc: ValidationError) -> None:
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.error_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, exc)
 
 
 def _next_or_timeline(request, dose):
@@ -62,7 +55,7 @@ def dose_record(request, pk: int):
         try:
             administration = services.dose_record(dose=dose, user=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(
                 request,
@@ -104,7 +97,7 @@ def administration_correct(request, pk: int):
                 administration=administration, user=request.user, reason=reason, **changes
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, _("Correction saved."))
             return redirect("dosing:participant_timeline", dose.participant.study_number)

@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 
 from arms.models import Allocation
 from trialsite.access import access_for, role_required, sites_for_user
+from trialsite.forms import add_service_errors
 from trialsite.models import Protocol, Role
 
 from . import selectors, services
@@ -29,15 +30,6 @@ from .forms import (
 from .models import ConsentVersion, Decision, ReconsentStatus
 
 WRITERS = (Role.COORDINATOR, Role.INVESTIGATOR)
-
-
-def _add_errors(form, exc: ValidationError) -> None:
-    """A service's ValidationError onto the form: beside its field when the form has it."""
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.error_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, exc)
 
 
 def _form_page(request, participant, form, *, title, intro=""):
@@ -73,7 +65,7 @@ def participant_register(request):
             )
             return redirect("enrollment:participant_detail", exc.participant.study_number)
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(
                 request, _("Registered as %(number)s.") % {"number": participant.study_number}
@@ -132,7 +124,7 @@ def participant_screen(request, study_number: str):
                 protocol=protocol,
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(
                 request,
@@ -181,7 +173,7 @@ def consent_record(request, study_number: str):
                     participant=participant, user=request.user, **form.cleaned_data
                 )
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
             else:
                 messages.success(request, _("Consent recorded."))
                 return redirect("enrollment:participant_detail", participant.study_number)
@@ -199,7 +191,7 @@ def consent_refusal(request, study_number: str):
                 participant=participant, user=request.user, **form.cleaned_data
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, _("Refusal recorded."))
             return redirect("enrollment:participant_detail", participant.study_number)
@@ -216,7 +208,7 @@ def withdrawal(request, study_number: str):
                 participant=participant, user=request.user, **form.cleaned_data
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, _("Withdrawal recorded."))
             return redirect("enrollment:participant_detail", participant.study_number)
@@ -234,7 +226,7 @@ def eligibility_signoff(request, study_number: str):
                 participant=participant, user=request.user, password=form.cleaned_data["password"]
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, _("Eligibility signed off."))
             return redirect("enrollment:participant_detail", participant.study_number)
@@ -280,7 +272,7 @@ def consent_version_create(request):
         try:
             services.consent_version_create(user=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, _("Consent version added."))
             return redirect("enrollment:consent_version_list")

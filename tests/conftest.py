@@ -279,6 +279,17 @@ def page(chromium, live_server, request):
     context.close()
 
 
+def log_in(page, user, password: str = "") -> None:
+    """Through the real login form, as a person would."""
+    from tests.factories import PASSWORD
+
+    page.goto("/accounts/login/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", password or PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_selector("[data-testid=current-user]")
+
+
 def screenshot(page, name: str) -> Path:
     path = OUTPUT_DIR / "screenshots" / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)

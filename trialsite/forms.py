@@ -1,9 +1,20 @@
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
 from django import forms
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from .models import Site
+
+
+def add_service_errors(form, exc: ValidationError) -> None:
+    """A service's ValidationError onto the form: beside its field when the form has it, so
+    the message sits next to what was typed; otherwise at the top of the form."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc)
 
 
 class ReasonField(forms.CharField):

@@ -4,18 +4,10 @@ allocation; the site investigator then finds the participant in the arm roster."
 import pytest
 
 from arms.models import Allocation
-from tests.conftest import screenshot
-from tests.factories import PASSWORD, active_randomization_list, ready_participant
+from tests.conftest import log_in, screenshot
+from tests.factories import active_randomization_list, ready_participant
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def log_in(page, user):
-    page.goto("/accounts/login/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_selector("[data-testid=current-user]")
 
 
 def test_coordinator_randomizes_once_by_double_click_and_investigator_finds_them(

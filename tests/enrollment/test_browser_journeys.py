@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tests.conftest import screenshot
+from tests.conftest import log_in, screenshot
 from tests.factories import PASSWORD, ConsentVersionFactory
 
 pytestmark = pytest.mark.browser
@@ -18,14 +18,6 @@ def ward(transactional_db, protocol, site_a, coordinator_a, investigator_a, admi
     coordinator_a.first_name, coordinator_a.last_name = "Lin", "Coordinator"
     coordinator_a.save()
     return site_a
-
-
-def log_in(page, user):
-    page.goto("/accounts/login/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_selector("[data-testid=current-user]")
 
 
 def log_out(page):
