@@ -7,14 +7,14 @@ from typing import Any
 
 from crispy_forms.bootstrap import InlineRadios
 from crispy_forms.helper import FormHelper
-from crispy_forms.layout import HTML, Fieldset, Layout, Submit
+from crispy_forms.layout import Layout, Submit
 from django import forms
-from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from dosing.rules import ADJUSTMENT_INPUTS
 
 from . import rules
+from .layout import TextFieldset
 from .models import ConsentVersion, Severity, Sex, Signer, WithdrawalScope
 
 DATE = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
@@ -84,7 +84,7 @@ def _input_field(name: str, label_prefix: str) -> forms.Field:
     """The form field for one named input of the rules (`rules.rule_inputs`)."""
 
     def label(text):
-        return format_html("{} · {}", label_prefix, text)
+        return f"{label_prefix} · {text}"
 
     factories = {
         "diagnosis_date": lambda: forms.DateField(
@@ -164,7 +164,7 @@ class ScreeningForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.criteria = [c for c in criteria if rules.is_asked(c, sex)]
         self.answer_fields: list[str] = []
-        fieldsets = [Fieldset(_("Screening"), "submission_token", "screening_date")]
+        fieldsets = [TextFieldset(_("Screening"), "submission_token", "screening_date")]
         # Baseline values the dose plan needs (eGFR for the nirmatrelvir dose): not criteria,
         # but asked here, before randomization, so that no arm's plan waits on them.
         for name in dosing_inputs:
@@ -179,7 +179,7 @@ class ScreeningForm(forms.Form):
             )
             self.answer_fields.append(name)
         if dosing_inputs:
-            fieldsets.append(Fieldset(_("For the dose plan"), *dosing_inputs))
+            fieldsets.append(TextFieldset(_("For the dose plan"), *dosing_inputs))
         for criterion in self.criteria:
             names = []
             for name in rules.rule_inputs(criterion):
@@ -201,13 +201,13 @@ class ScreeningForm(forms.Form):
                 # Yes/no and severity side by side: one tap each on a ward tablet.
                 radios = isinstance(field.widget, forms.RadioSelect)
                 names.append(InlineRadios(name) if radios else name)
-            note = COMPUTED_NOTE.get(criterion.rule)
-            parts = [HTML(format_html('<p class="text-muted small">{}</p>', note))] if note else []
-            legend = f"{criterion.code} · {criterion.text}"
             if criterion.rule == "yes_no":
                 fieldsets.extend(names)  # the field's own label carries the code
             else:
-                fieldsets.append(Fieldset(legend, *parts, *names))
+                # The criterion's text is protocol data: shown as text, never compiled.
+                legend = f"{criterion.code} · {criterion.text}"
+                note = COMPUTED_NOTE.get(criterion.rule, "")
+                fieldsets.append(TextFieldset(legend, *names, note=note))
         self.helper = FormHelper()
         self.helper.layout = Layout(*fieldsets)
         self.helper.add_input(Submit("submit", _("Save screening")))

@@ -280,3 +280,24 @@ def test_the_results_say_absent_for_an_exclusion_and_met_for_an_inclusion(
     assert "<td>absent</td>" in row
     row = page.split('data-criterion="I1"')[1].split("</tr>")[0]
     assert "<td>met</td>" in row
+
+
+# --- Protocol text is text -----------------------------------------------------------------------
+
+TEMPLATE_PAYLOAD = "{{ user.password }}"
+SCRIPT_PAYLOAD = "\"'><svg onload=alert(1)>"
+
+
+@pytest.mark.parametrize("code", ["I3", "E1"])  # a fieldset legend; a yes/no question's label
+def test_criterion_text_is_shown_as_text_never_run(
+    client_for, coordinator_a, administrator, participant_a, protocol, code
+):
+    criterion = protocol.criteria.get(code=code)
+    criterion.text = f"{TEMPLATE_PAYLOAD} {SCRIPT_PAYLOAD}"
+    audited_save(criterion, user=administrator, reason="Amendment typed in the admin")
+    response = client_for(coordinator_a).get(screen_url(participant_a))
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert coordinator_a.password not in page
+    assert "<svg" not in page
+    assert f"{code} · {{{{ user.password }}}} &quot;&#x27;&gt;&lt;svg onload=alert(1)&gt;" in page
