@@ -6,6 +6,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from enrollment.rules import whole_years
+from trialsite.clock import site_today
 
 from .models import Allocation, AllocationStatus
 from .selectors import ClinicalProgress
@@ -112,7 +113,7 @@ class RosterTable(tables.Table):
         return self._local(record).strftime("%Y-%m-%d %H:%M")
 
     def render_study_day(self, record):
-        today = timezone.localdate(timezone=record.participant.site.zone)
+        today = site_today(record.participant.site)
         return (today - self._local(record).date()).days
 
     def render_dosing_progress(self, record):

@@ -12,9 +12,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import time_machine
 from django.conf import settings
 from django.db import connection
 
@@ -24,6 +26,7 @@ from trialsite.models import Role
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = ROOT / "tests" / "output"
 REQUIRED = {s.strip() for s in os.environ.get("TRIAL_REQUIRE_SERVICES", "").split(",") if s}
+CLOCK_UTC = os.environ.get("TRIAL_TEST_CLOCK_UTC", "")
 
 
 def _private_filesystem_broker() -> None:
@@ -75,6 +78,16 @@ def service_missing(service: str, reason: str):
     if service in REQUIRED or "all" in REQUIRED:
         pytest.fail(f"{service} is required here (TRIAL_REQUIRE_SERVICES) but {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _clock_at_the_set_hour():
+    if not CLOCK_UTC:
+        yield
+        return
+    start = datetime.strptime(CLOCK_UTC, "%H:%M").replace(tzinfo=UTC).timetz()
+    with time_machine.travel(datetime.combine(datetime.now(UTC).date(), start), tick=True):
+        yield
 
 
 @pytest.fixture(autouse=True)

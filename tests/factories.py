@@ -19,6 +19,7 @@ from enrollment.models import (
 )
 from enrollment.services import participant_register
 from trialsite.audit import audited_save
+from trialsite.clock import site_today
 from trialsite.models import Protocol, Role, RoleAssignment, Site
 
 PASSWORD = "correct-horse-battery-9"
@@ -138,7 +139,7 @@ def ready_participant(*, site, user, investigator=None, severity: str = "severe"
             participant=participant,
             protocol=version.protocol,
             screened_by=user,
-            screening_date=timezone.localdate(timezone=site.zone),
+            screening_date=site_today(site),
             answers={"severity": severity, "weight_kg": "70", "egfr": "90"},
             decision=Decision.ELIGIBLE,
             results=[{"code": "I2", "outcome": "met", "reason": severity}],

@@ -4,13 +4,13 @@ import datetime
 from decimal import Decimal
 
 import pytest
-from django.utils import timezone
 
 from arms.models import Arm
 from dosing.services import participant_dosing_schedule_create
 from enrollment.models import Decision, Screening
 from tests.factories import ParticipantFactory
 from trialsite.audit import audited_save
+from trialsite.clock import site_today
 
 NAME = "Li Wenjing"
 MRN = "SHE-MRN-55102"
@@ -25,7 +25,7 @@ def screened_participant(*, site, user, weight_kg="62", name=None, mrn=None, **a
             participant=participant,
             protocol=Arm.objects.get(code="MSC").protocol,
             screened_by=user,
-            screening_date=timezone.localdate(timezone=site.zone),
+            screening_date=site_today(site),
             answers={"severity": "severe", "weight_kg": weight_kg, **answers},
             decision=Decision.ELIGIBLE,
             results=[{"code": "I3", "outcome": "met", "reason": "BMI in range"}],

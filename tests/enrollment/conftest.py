@@ -5,16 +5,12 @@ import datetime
 from decimal import Decimal
 
 import pytest
-from django.utils import timezone
 
 from tests.factories import ConsentVersionFactory, ParticipantFactory
+from trialsite.clock import site_today
 
 NAME = "Zhang Xiuying"
 MRN = "SHE-MRN-77341"
-
-
-def site_today(site) -> datetime.date:
-    return timezone.localdate(timezone=site.zone)
 
 
 @pytest.fixture

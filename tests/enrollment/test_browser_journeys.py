@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from tests.conftest import log_in, screenshot
 from tests.factories import PASSWORD, ConsentVersionFactory
+from trialsite.clock import site_today
 
 pytestmark = pytest.mark.browser
 
@@ -37,7 +38,7 @@ def register(page, *, name, mrn, sex="F"):
 
 def screen(page, site, *, height="165", weight="62", sex="F"):
     page.get_by_role("link", name="Screen", exact=True).click()
-    today = timezone.localdate(timezone=site.zone)
+    today = site_today(site)
     page.fill("#id_diagnosis_date", (today - timedelta(days=2)).isoformat())
     page.check("input[name=severity][value=severe]")
     page.fill("#id_respiratory_rate", "31")
