@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from enrollment.models import Withdrawal
@@ -174,7 +174,8 @@ class ClinicalProgress:
     """What the dosing and outcomes issues add to a roster row. Empty strings until they do."""
 
     dosing_progress: str = ""
-    next_due: str = ""
+    next_due_at: datetime | None = None
+    next_due_overdue: bool = False
     latest_who_score: str = ""
     open_adverse_events: str = ""
 
@@ -215,16 +216,11 @@ def roster_clinical_progress(rows: list[Allocation]) -> dict[int, ClinicalProgre
             if routes[row.arm_id] == {"intravenous"}
             else _("%(given)s/%(total)s doses")
         )
-        due = next_open.get(row.participant_id)
-        next_due = ""
-        if due:
-            local = timezone.localtime(due["due_at"], row.participant.site.zone)
-            next_due = local.strftime("%Y-%m-%d %H:%M")
-            if due["status"] == DoseStatus.OVERDUE:
-                next_due = _("overdue since %(when)s") % {"when": next_due}
+        due = next_open.get(row.participant_id) or {}
         progress[row.participant_id] = ClinicalProgress(
             dosing_progress=template % {"given": counts["given"], "total": counts["total"]},
-            next_due=next_due,
+            next_due_at=due.get("due_at"),
+            next_due_overdue=due.get("status") == DoseStatus.OVERDUE,
         )
     return progress
 

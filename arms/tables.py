@@ -1,12 +1,11 @@
 """The arm roster as a django-tables2 table; its CSV is the same table's values."""
 
 import django_tables2 as tables
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from enrollment.rules import whole_years
-from trialsite.clock import site_today
+from trialsite.clock import site_date, site_time_text, site_today, utc_iso
 
 from .models import Allocation, AllocationStatus
 from .selectors import ClinicalProgress
@@ -49,6 +48,14 @@ class RosterTable(tables.Table):
         verbose_name=_("Randomized"),
         order_by=("randomized_at", TIEBREAK),
     )
+    # Pages show site time with its offset; the CSV carries UTC and names the site's zone in
+    # this column, so that rows of sites in different zones compare.
+    time_zone = tables.Column(
+        accessor="participant__site__time_zone",
+        verbose_name=_("Site time zone"),
+        visible=False,
+        orderable=False,
+    )
     study_day = tables.Column(
         accessor="randomized_at",
         verbose_name=_("Study day"),
@@ -81,6 +88,7 @@ class RosterTable(tables.Table):
             "sex",
             "severity",
             "randomized",
+            "time_zone",
             "study_day",
             "dosing_progress",
             "next_due",
@@ -100,27 +108,40 @@ class RosterTable(tables.Table):
     def _progress(self, record) -> ClinicalProgress:
         return self.progress.get(record.participant_id, EMPTY)
 
-    def _local(self, record):
-        return timezone.localtime(record.randomized_at, record.participant.site.zone)
+    def _day_zero(self, record):
+        return site_date(record.randomized_at, record.participant.site)
 
     def render_age(self, record):
-        return whole_years(record.participant.date_of_birth, self._local(record).date())
+        return whole_years(record.participant.date_of_birth, self._day_zero(record))
 
     def render_sex(self, record):
         return record.participant.get_sex_display()
 
     def render_randomized(self, record):
-        return self._local(record).strftime("%Y-%m-%d %H:%M")
+        return site_time_text(record.randomized_at, record.participant.site)
+
+    def value_randomized(self, record):
+        return utc_iso(record.randomized_at)
 
     def render_study_day(self, record):
         today = site_today(record.participant.site)
-        return (today - self._local(record).date()).days
+        return (today - self._day_zero(record)).days
 
     def render_dosing_progress(self, record):
         return self._progress(record).dosing_progress
 
     def render_next_due(self, record):
-        return self._progress(record).next_due
+        return self._next_due(
+            record, site_time_text(self._progress(record).next_due_at, record.participant.site)
+        )
+
+    def value_next_due(self, record):
+        return self._next_due(record, utc_iso(self._progress(record).next_due_at))
+
+    def _next_due(self, record, when: str) -> str:
+        if when and self._progress(record).next_due_overdue:
+            return str(_("overdue since %(when)s") % {"when": when})
+        return when
 
     def render_latest_who_score(self, record):
         return self._progress(record).latest_who_score

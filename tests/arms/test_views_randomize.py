@@ -34,7 +34,7 @@ def test_coordinator_randomizes_and_sees_the_confirmation(ready_a, coordinator_a
     assert allocation.randomization_number in body
     assert coordinator_a.get_full_name() in body  # who randomized
     local = timezone.localtime(allocation.randomized_at, ready_a.site.zone)
-    assert f"{local:%Y-%m-%d %H:%M} (Asia/Shanghai)" in body  # when, in site time
+    assert f"{local:%Y-%m-%d %H:%M} UTC+08:00 (Asia/Shanghai)" in body  # when, in site time
 
 
 def test_a_double_submit_of_the_same_page_randomizes_once(ready_a, coordinator_a, client_for):

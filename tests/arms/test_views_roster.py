@@ -2,8 +2,11 @@
 
 import csv
 import io
+import re
 import uuid
+from datetime import datetime
 from html.parser import HTMLParser
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.urls import reverse
@@ -12,6 +15,7 @@ from arms import services
 from arms.models import Allocation
 from enrollment.models import Withdrawal
 from tests.factories import bulk_allocated
+from trialsite.clock import site_time_text, utc_offset
 
 pytestmark = pytest.mark.django_db
 
@@ -54,6 +58,30 @@ def table_rows(response):
 
 def csv_rows(response):
     return list(csv.reader(io.StringIO(response.content.decode())))
+
+
+UTC_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
+
+
+def as_the_page_shows_it(exported: list[list[str]]) -> list[list[str]]:
+    """The CSV's UTC times turned into the page's site times (through the CSV's zone column,
+    which the page does not show): what the page must then show, cell for cell."""
+    header, *rows = exported
+    zone_at = header.index("Site time zone")
+    time_columns = [header.index("Randomized"), header.index("Next due")]
+
+    def site_text(match, zone):
+        local = datetime.fromisoformat(match[0]).astimezone(zone)
+        return f"{local:%Y-%m-%d %H:%M} {utc_offset(local)}"
+
+    shown = [header[:zone_at] + header[zone_at + 1 :]]
+    for row in rows:
+        zone = ZoneInfo(row[zone_at])
+        cells = list(row)
+        for i in time_columns:
+            cells[i] = UTC_ISO.sub(lambda m, zone=zone: site_text(m, zone), cells[i])
+        shown.append(cells[:zone_at] + cells[zone_at + 1 :])
+    return shown
 
 
 @pytest.fixture
@@ -169,7 +197,9 @@ def test_the_csv_equals_the_filtered_table(
     client = client_for(investigator_a)
     table = table_rows(client.get(reverse("arms:roster"), query))
     exported = csv_rows(client.get(reverse("arms:roster_csv"), query))
-    assert exported == table
+    assert all(UTC_ISO.fullmatch(row[6]) for row in exported[1:])
+    assert {row[7] for row in exported[1:]} <= {"Asia/Shanghai"}
+    assert as_the_page_shows_it(exported) == table
     assert len(exported) >= 2 or query.get("q")
 
 
@@ -226,8 +256,6 @@ def test_the_roster_query_count_does_not_grow_with_the_participants(
 def test_dosing_progress_and_next_due_come_from_the_schedule(
     active_list, site_a, coordinator_a, investigator_a, client_for
 ):
-    from django.utils import timezone
-
     from dosing.models import ScheduledDose
     from tests.factories import ready_participant
 
@@ -252,8 +280,4 @@ def test_dosing_progress_and_next_due_come_from_the_schedule(
             .order_by("due_at")
             .first()
         )
-        assert row[9] == (
-            timezone.localtime(first.due_at, site_a.zone).strftime("%Y-%m-%d %H:%M")
-            if first
-            else ""
-        )
+        assert row[9] == (site_time_text(first.due_at, site_a) if first else "")

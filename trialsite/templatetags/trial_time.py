@@ -1,0 +1,30 @@
+"""`{% load trial_time %}`: times as the trial's pages show them.
+
+`{{ moment|site_time:site }}` is site time with its offset ("2026-11-26 04:21 UTC+08:00"),
+`{{ moment|site_date:site }}` the site's calendar date of that moment, and
+`{{ moment|utc_time }}` a time that belongs to no site (lists, the audit trail) in UTC.
+"""
+
+from datetime import UTC
+
+from django import template
+
+from trialsite.clock import site_date as _site_date
+from trialsite.clock import site_time_text
+
+register = template.Library()
+
+
+@register.filter
+def site_time(moment, site) -> str:
+    return site_time_text(moment, site) if moment else ""
+
+
+@register.filter
+def site_date(moment, site) -> str:
+    return _site_date(moment, site).isoformat() if moment else ""
+
+
+@register.filter
+def utc_time(moment) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if moment else ""
