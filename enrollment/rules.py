@@ -11,7 +11,7 @@ and an unanswered question is missing or None.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -197,7 +197,10 @@ def bmi_range(answers: Answers, criterion: Criterion, protocol_rules: Mapping) -
 
 
 def informed_consent(answers: Answers, criterion: Criterion, protocol_rules: Mapping) -> RuleResult:
-    recorded = answers.get("informed_consent")
+    return consent_outcome(answers.get("informed_consent"))
+
+
+def consent_outcome(recorded: bool | None) -> RuleResult:
     if recorded is None:
         return Outcome.UNANSWERED, _("Consent status unknown.")
     if recorded:
@@ -243,6 +246,22 @@ def serious_complications(
     if found:
         return Outcome.FAILED, _("Serious complication: %(found)s") % {"found": "; ".join(found)}
     return Outcome.MET, _("No serious complication")
+
+
+def results_as_of_consent(
+    results: Sequence[Mapping[str, str]], consent_codes: Collection[str], *, recorded: bool
+) -> list[dict[str, str]]:
+    """A screening's results with its consent criteria (I4) decided by the consent records as
+    they stand: consent usually follows pre-screening, and a stored "pending" would be stale
+    once it is recorded (or "met" once a new version makes it out of date). The decision does
+    not change: a pending consent never decided it."""
+    outcome, reason = consent_outcome(recorded)
+    return [
+        {**result, "outcome": str(outcome), "reason": reason}
+        if result["code"] in consent_codes and result["outcome"] != Outcome.NOT_ASKED
+        else dict(result)
+        for result in results
+    ]
 
 
 RULES: dict[str, Callable[[Answers, Criterion, Mapping], RuleResult]] = {

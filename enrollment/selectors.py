@@ -18,11 +18,13 @@ from django.utils.translation import gettext as _
 from trialsite.access import access_for, scope_to_sites
 from trialsite.models import Protocol, Role
 
+from . import rules
 from .models import (
     OFF_STUDY_SCOPES,
     Consent,
     ConsentVersion,
     Decision,
+    EligibilityCriterion,
     Participant,
     ReconsentStatus,
     ReconsentTask,
@@ -83,6 +85,51 @@ def participant_list(user) -> QuerySet[Participant]:
 
 def latest_screening(participant: Participant) -> Screening | None:
     return participant.screenings.order_by("-screening_date", "-recorded_at").first()
+
+
+def is_randomized(participant: Participant) -> bool:
+    # The allocation is the arms app's record: read through its reverse relation by name, so
+    # that enrollment imports nothing that stands above it. An allocation marked in error
+    # still counts: a randomized participant stays randomized (intention to treat).
+    return Participant.objects.filter(pk=participant.pk, allocation__isnull=False).exists()
+
+
+def screening_refusal(participant: Participant) -> str | None:
+    """Why the participant may not be screened now; None when they may."""
+    if is_randomized(participant):
+        refusal = _("%(number)s is randomized: a randomized participant cannot be screened again.")
+        return refusal % {"number": participant.study_number}
+    return None
+
+
+def signoff_refusal(screening: Screening | None) -> str | None:
+    """Why an investigator cannot sign `screening` (the latest) off; None when it is eligible.
+    Decided before the password is asked for, so that nobody signs in vain."""
+    if screening is None:
+        return _("No screening is recorded: nothing to sign off.")
+    if screening.decision != Decision.ELIGIBLE:
+        return _("The latest screening is not eligible: nothing to sign off.")
+    return None
+
+
+def awaits_signoff(screening: Screening | None) -> bool:
+    return signoff_refusal(screening) is None and not hasattr(screening, "signoff")
+
+
+def with_results_shown(participant: Participant, screenings: list[Screening]) -> list[Screening]:
+    """Sets `shown_results` on each screening: its stored results, with the consent criteria
+    (I4) read from the participant's consent records as they stand now. Three queries."""
+    consent_codes: dict[int, set[str]] = {}
+    for protocol_id, code in EligibilityCriterion.objects.filter(
+        protocol_id__in={s.protocol_id for s in screenings}, rule="informed_consent"
+    ).values_list("protocol_id", "code"):
+        consent_codes.setdefault(protocol_id, set()).add(code)
+    recorded = has_current_consent(participant) if screenings else False
+    for screening in screenings:
+        screening.shown_results = rules.results_as_of_consent(
+            screening.results, consent_codes.get(screening.protocol_id, set()), recorded=recorded
+        )
+    return screenings
 
 
 def screening_log(user) -> QuerySet[Screening]:

@@ -27,7 +27,6 @@ from .models import (
     Consent,
     ConsentRefusal,
     ConsentVersion,
-    Decision,
     EligibilitySignoff,
     Participant,
     ReconsentStatus,
@@ -37,7 +36,14 @@ from .models import (
     StudyNumberCounter,
     Withdrawal,
 )
-from .selectors import current_protocol, current_versions, has_current_consent, latest_screening
+from .selectors import (
+    current_protocol,
+    current_versions,
+    has_current_consent,
+    latest_screening,
+    screening_refusal,
+    signoff_refusal,
+)
 
 STUDY_NUMBER_DIGITS = 4
 SIGNOFF_MEANING = "I confirm this patient is eligible."
@@ -121,10 +127,16 @@ def participant_screen(
     submission_token: UUID | None = None,
     protocol: Protocol | None = None,
 ) -> Screening:
-    """A new screening against the current protocol's criteria; earlier ones are kept.
-    Idempotent per submission token."""
+    """A new screening against the current protocol's criteria; earlier ones are kept. Never
+    after randomization. Idempotent per submission token."""
     if existing := _existing(Screening, submission_token):
         return existing
+    # The participant's row lock orders this against a randomization in progress (which takes
+    # it too): either the randomization sees this screening, unsigned, or this sees its
+    # allocation and refuses.
+    Participant.objects.select_for_update().filter(pk=participant.pk).first()
+    if refusal := screening_refusal(participant):
+        raise ValidationError(refusal)
     protocol = protocol or current_protocol()
     criteria = list(protocol.criteria.all())
     today = timezone.localdate(timezone=participant.site.zone)
@@ -328,6 +340,9 @@ def eligibility_signoff(*, participant: Participant, user, password: str) -> Eli
     re-entering their password. One signature per screening (a second submit returns it)."""
     if participant.site_id not in (access_for(user).site_ids(Role.INVESTIGATOR) or ()):
         raise ValidationError(_("Only an investigator of the participant's site can sign off."))
+    # Before the password: a screening that cannot be signed costs no attempt at the lock-out.
+    if refusal := signoff_refusal(latest_screening(participant)):
+        raise ValidationError(refusal)
     # Outside the transaction: a wrong password must stay counted when the signing fails.
     signature_verify(user=user, password=password)
     return _signoff_write(participant=participant, user=user)
@@ -335,9 +350,10 @@ def eligibility_signoff(*, participant: Participant, user, password: str) -> Eli
 
 @transaction.atomic
 def _signoff_write(*, participant: Participant, user) -> EligibilitySignoff:
+    # Again in the transaction: a re-screening may have landed since the first check.
     screening = latest_screening(participant)
-    if screening is None or screening.decision != Decision.ELIGIBLE:
-        raise ValidationError(_("The latest screening is not eligible: nothing to sign off."))
+    if refusal := signoff_refusal(screening):
+        raise ValidationError(refusal)
     existing = EligibilitySignoff.objects.filter(screening=screening).first()
     if existing is not None:
         return existing

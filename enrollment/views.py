@@ -78,23 +78,29 @@ def participant_detail(request, study_number: str):
     participant = selectors.participant_for_user(request.user, study_number)
     access = access_for(request.user)
     writer_sites = access.site_ids(*WRITERS) or ()
+    screenings = list(
+        participant.screenings.select_related("screened_by", "signoff__signer").order_by(
+            "-screening_date", "-recorded_at"
+        )
+    )
+    allocation = Allocation.objects.select_related("arm").filter(participant=participant).first()
     with timezone.override(participant.site.zone):
         context = {
             "participant": participant,
             "show_identifiers": selectors.is_own_site_staff(request.user, participant),
             "can_write": participant.site_id in writer_sites,
-            "can_sign": participant.site_id in (access.site_ids(Role.INVESTIGATOR) or ()),
-            "screenings": participant.screenings.select_related(
-                "screened_by", "signoff__signer"
-            ).order_by("-screening_date", "-recorded_at"),
+            "can_screen": allocation is None,
+            # Offered only for a screening that awaits a signature, so that nobody types a
+            # password to be refused.
+            "can_sign": participant.site_id in (access.site_ids(Role.INVESTIGATOR) or ())
+            and selectors.awaits_signoff(screenings[0] if screenings else None),
+            "screenings": selectors.with_results_shown(participant, screenings),
             "consents": participant.consents.select_related("version", "obtained_by"),
             "open_tasks": participant.reconsent_tasks.filter(status=ReconsentStatus.OPEN),
             "refusals": participant.refusals.order_by("-refused_on"),
             "withdrawals": participant.withdrawals.all(),
             "gate": selectors.randomization_gate(participant),
-            "allocation": Allocation.objects.select_related("arm")
-            .filter(participant=participant)
-            .first(),
+            "allocation": allocation,
         }
         return render(request, "enrollment/participant_detail.html", context)
 
@@ -105,6 +111,9 @@ def participant_detail(request, study_number: str):
 @role_required(*WRITERS)
 def participant_screen(request, study_number: str):
     participant = selectors.participant_for_user(request.user, study_number, *WRITERS)
+    if refusal := selectors.screening_refusal(participant):
+        messages.error(request, refusal)
+        return redirect("enrollment:participant_detail", participant.study_number)
     protocol = selectors.current_protocol()
     criteria = list(protocol.criteria.all())
     form = ScreeningForm(
@@ -219,6 +228,13 @@ def withdrawal(request, study_number: str):
 def eligibility_signoff(request, study_number: str):
     participant = selectors.participant_for_user(request.user, study_number, Role.INVESTIGATOR)
     screening = selectors.latest_screening(participant)
+    # Refused before the password is asked for: the page offers nothing to sign.
+    if refusal := selectors.signoff_refusal(screening):
+        messages.error(request, refusal)
+        return redirect("enrollment:participant_detail", participant.study_number)
+    if not selectors.awaits_signoff(screening):
+        messages.info(request, _("The latest screening is already signed off."))
+        return redirect("enrollment:participant_detail", participant.study_number)
     form = SignoffForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -232,7 +248,7 @@ def eligibility_signoff(request, study_number: str):
             return redirect("enrollment:participant_detail", participant.study_number)
     context = {
         "participant": participant,
-        "screening": screening,
+        "screening": selectors.with_results_shown(participant, [screening])[0],
         "form": form,
         "printed_name": request.user.get_full_name() or request.user.get_username(),
         "meaning": services.SIGNOFF_MEANING,

@@ -14,6 +14,8 @@ from django.db import connection, connections
 from django.test import override_settings
 from django.utils import timezone
 
+from arms.models import Allocation
+from arms.services import participant_randomize
 from enrollment import services
 from enrollment.models import (
     Consent,
@@ -34,9 +36,11 @@ from tests.factories import (
     ParticipantFactory,
     SiteFactory,
     UserFactory,
+    active_randomization_list,
+    ready_participant,
     user_with_role,
 )
-from trialsite.models import Role
+from trialsite.models import Role, SignatureFailure
 from trialsite.protocol import definition_from_toml
 from trialsite.services import protocol_load
 
@@ -453,6 +457,45 @@ def test_an_ineligible_screening_cannot_be_signed(participant_a, investigator_a)
             participant=participant_a, user=investigator_a, password=PASSWORD
         )
     assert caught.value.messages == ["The latest screening is not eligible: nothing to sign off."]
+
+
+def test_a_screening_that_cannot_be_signed_is_refused_before_the_password(
+    participant_a, investigator_a
+):
+    with pytest.raises(ValidationError) as caught:
+        services.eligibility_signoff(
+            participant=participant_a, user=investigator_a, password="wrong-password-1"
+        )
+    assert caught.value.messages == ["No screening is recorded: nothing to sign off."]
+    screen(participant_a, investigator_a, E3=True)
+    with pytest.raises(ValidationError) as caught:
+        services.eligibility_signoff(
+            participant=participant_a, user=investigator_a, password="wrong-password-1"
+        )
+    assert caught.value.messages == ["The latest screening is not eligible: nothing to sign off."]
+    # No attempt counted towards the lock-out: the password was never checked.
+    assert SignatureFailure.objects.count() == 0
+
+
+def test_a_randomized_participant_is_not_screened_again(
+    protocol, site_a, coordinator_a, administrator
+):
+    active_randomization_list(administrator=administrator, per_stratum=3)
+    participant = ready_participant(site=site_a, user=coordinator_a)
+    allocation = participant_randomize(
+        participant=participant, user=coordinator_a, idempotency_key=uuid.uuid4()
+    )
+    screenings = list(Screening.objects.values_list("pk", "decision"))
+    with pytest.raises(ValidationError) as caught:
+        screen(participant, coordinator_a, E3=True)
+    assert caught.value.messages == [
+        f"{participant.study_number} is randomized: "
+        "a randomized participant cannot be screened again."
+    ]
+    assert list(Screening.objects.values_list("pk", "decision")) == screenings
+    assert list(Allocation.objects.values_list("pk", "arm", "status")) == [
+        (allocation.pk, allocation.arm_id, "valid")
+    ]
 
 
 def test_the_gate_names_each_missing_item(

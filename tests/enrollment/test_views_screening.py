@@ -8,10 +8,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from arms.services import participant_randomize
 from enrollment import services
 from enrollment.models import EligibilityCriterion, Screening
 from tests.enrollment.conftest import eligible_answers, eligible_post, site_today
-from tests.factories import ParticipantFactory
+from tests.factories import ParticipantFactory, active_randomization_list, ready_participant
 from trialsite.audit import audited_save
 
 
@@ -301,3 +302,28 @@ def test_criterion_text_is_shown_as_text_never_run(
     assert coordinator_a.password not in page
     assert "<svg" not in page
     assert f"{code} · {{{{ user.password }}}} &quot;&#x27;&gt;&lt;svg onload=alert(1)&gt;" in page
+
+
+# --- After randomization -------------------------------------------------------------------------
+
+
+def test_a_randomized_participant_is_not_offered_or_given_the_screening_form(
+    client_for, coordinator_a, administrator, site_a, protocol
+):
+    active_randomization_list(administrator=administrator, per_stratum=3)
+    participant = ready_participant(site=site_a, user=coordinator_a)
+    participant_randomize(participant=participant, user=coordinator_a, idempotency_key=uuid.uuid4())
+    client = client_for(coordinator_a)
+    detail = reverse("enrollment:participant_detail", args=[participant.study_number])
+    assert screen_url(participant) not in client.get(detail).content.decode()
+    message = (
+        f"{participant.study_number} is randomized: "
+        "a randomized participant cannot be screened again."
+    )
+    for response in (
+        client.get(screen_url(participant), follow=True),
+        client.post(screen_url(participant), eligible_post(site_a, E3="yes"), follow=True),
+    ):
+        assert response.redirect_chain == [(detail, 302)]
+        assert [str(m) for m in response.context["messages"]] == [message]
+    assert Screening.objects.filter(participant=participant).count() == 1
