@@ -3,13 +3,14 @@
 import zoneinfo
 
 from django.conf import settings
+from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from .audit import AuditedModel
+from .audit import AuditedModel, audit_accounts
 
 
 def validate_time_zone(value: str) -> None:
@@ -154,3 +155,7 @@ class SignatureFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} @ {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+# Accounts are where access is given and taken away: a superuser flag set, a group joined.
+audit_accounts(User, Group)

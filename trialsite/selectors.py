@@ -8,7 +8,7 @@ from itertools import pairwise
 
 from django.apps import apps
 
-from .audit import AuditedModel, changes_of
+from .audit import changes_of, memberships_of
 
 
 @dataclass
@@ -23,7 +23,18 @@ class AuditEntry:
 
 
 def audited_models() -> list:
-    return [m for m in apps.get_models() if issubclass(m, AuditedModel) and not m._meta.abstract]
+    """Every model with a history: trial data (`AuditedModel`) and the accounts."""
+    return [m for m in apps.get_models() if hasattr(m._meta, "simple_history_manager_attribute")]
+
+
+# An account is named on the audit page (who changed which account); trial records are not,
+# since their names may be a patient's identifier.
+NAMED_RECORDS = {"auth.user": "username", "auth.group": "name"}
+
+
+def _record_label(model, record) -> str:
+    name_field = NAMED_RECORDS.get(model._meta.label_lower)
+    return f"#{record.id} {getattr(record, name_field)}" if name_field else f"#{record.id}"
 
 
 def recent_changes(*, limit: int = 200, include_concealed: bool = False) -> list[AuditEntry]:
@@ -33,7 +44,8 @@ def recent_changes(*, limit: int = 200, include_concealed: bool = False) -> list
     left out unless `include_concealed`, which only the trial administrator gets.
 
     Two queries per audited model, whatever the data: the newest records, and the histories
-    of the records changed among them (for the field-by-field diffs).
+    of the records changed among them (for the field-by-field diffs); and one per
+    many-to-many field a model's history keeps (a user's groups), for the memberships.
     """
     per_model = []
     for model in audited_models():
@@ -45,16 +57,18 @@ def recent_changes(*, limit: int = 200, include_concealed: bool = False) -> list
             ]
         )
         previous = _previous_versions(model, [r for r in records if r.history_type == "~"])
+        changed = [r for r in records if r.history_id in previous]
+        memberships = memberships_of(model.history.model, [*changed, *previous.values()])
         per_model.append(
             [
                 AuditEntry(
                     when=r.history_date,
                     who=r.history_user.get_username() if r.history_user else "system",
                     model=str(model._meta.verbose_name),
-                    object=f"#{r.id}",
+                    object=_record_label(model, r),
                     action=r.get_history_type_display(),
                     reason=r.history_change_reason or "",
-                    changes=changes_of(r, previous[r.history_id])
+                    changes=changes_of(r, previous[r.history_id], memberships)
                     if r.history_id in previous
                     else [],
                 )

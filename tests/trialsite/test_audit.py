@@ -148,16 +148,34 @@ def test_the_audit_trail_says_an_identifier_changed_but_never_shows_it(
 
 
 def test_the_audit_page_takes_the_same_queries_for_3_and_30_changes(
-    site_a, administrator, data_manager, client_for
+    site_a, site_b, administrator, monitor, data_manager, client_for
 ):
+    """Trial data, role assignments given and taken away, accounts and groups (with their
+    memberships): the page's queries do not grow with the rows."""
+    from django.contrib.auth.models import Group, Permission
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from trialsite.models import RoleAssignment
+
     client = client_for(data_manager)
+    group = Group.objects.create(name="Monitors")
+    permissions = list(Permission.objects.order_by("pk")[:30])
 
     def changes(n):
         for i in range(n):
             site_update(site=site_a, user=administrator, reason=f"edit {i}", name=f"Name {i}")
+            assignment = audited_save(
+                RoleAssignment(user=monitor, role="coordinator", site=site_b), user=administrator
+            )
+            assignment._change_reason = f"removed {i}"
+            assignment.delete()
+            monitor.is_staff = not monitor.is_staff
+            monitor._change_reason = f"staff {i}"
+            monitor.save()
+            monitor.groups.add(group) if i % 2 else monitor.groups.remove(group)
+            group._change_reason = f"permission {i}"
+            group.permissions.add(permissions[i])
 
     def queries():
         with CaptureQueriesContext(connection) as ctx:
@@ -168,3 +186,17 @@ def test_the_audit_page_takes_the_same_queries_for_3_and_30_changes(
     few = queries()
     changes(27)
     assert queries() == few
+    entries = client.get(reverse("audit_log")).context["entries"]
+    assert {"site", "role assignment", "user", "group"} <= {e.model for e in entries}
+
+
+def test_the_audit_page_shows_its_times_in_utc_and_says_so(
+    site_a, administrator, data_manager, client_for, settings
+):
+    settings.TIME_ZONE = "Asia/Shanghai"
+    when = datetime(2026, 11, 26, 3, 30, 12, tzinfo=UTC)
+    with time_machine.travel(when, tick=False):
+        site_update(site=site_a, user=administrator, reason="Rename", name="East")
+        page = client_for(data_manager).get(reverse("audit_log")).content.decode()
+    assert "2026-11-26 03:30 UTC" in page
+    assert "11:30" not in page
