@@ -45,6 +45,3 @@ class AllocationAdmin(AuditedAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
