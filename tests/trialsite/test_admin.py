@@ -265,6 +265,7 @@ def test_a_password_set_in_the_admin_is_audited_without_the_hash(
     monitor, superuser, admin_client, data_manager, client_for
 ):
     url = reverse("admin:auth_user_password_change", args=[monitor.pk])
+    assert b'name="change_reason"' in admin_client.get(url).content
     new = {"password1": "Another-horse-77", "password2": "Another-horse-77"}
     data = {"usable_password": "true", "set-password": "1", **new}
 
@@ -329,3 +330,17 @@ def test_every_model_in_the_admin_refuses_deletion_unless_it_is_a_role_or_a_grou
     }
     assert deletable == {"trialsite.RoleAssignment", "auth.Group"}
     assert {Protocol, Site, User} <= set(admin.site._registry)
+
+
+def test_an_account_created_in_the_admin_is_in_the_audit_trail(superuser, admin_client):
+    for url in (reverse("admin:auth_user_add"), reverse("admin:auth_group_add")):
+        assert admin_client.get(url).status_code == 200, url
+    response = admin_client.post(
+        reverse("admin:auth_user_add"),
+        {"username": "newcomer", "usable_password": "false", "password1": "", "password2": ""},
+    )
+    assert response.status_code == 302
+    record = User.objects.get(username="newcomer").history.get()
+    assert (record.history_type, record.history_user) == ("+", superuser)
+    change = admin_client.get(admin_url(record.instance, "change"))
+    assert b'name="change_reason"' in change.content
