@@ -1,4 +1,5 @@
 from django.core.exceptions import PermissionDenied
+from django.utils.cache import add_never_cache_headers
 
 from .access import access_for
 
@@ -24,3 +25,17 @@ class ReadOnlyRoleMiddleware:
         ):
             raise PermissionDenied
         return self.get_response(request)
+
+
+class NoStoreMiddleware:
+    """Pages show patient data: neither the browser nor a proxy keeps a copy, so that Back on a
+    shared ward tablet after logging out brings nothing back. Every page, the login page too;
+    static files are answered by WhiteNoise before they get here, and stay cacheable."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        add_never_cache_headers(response)
+        return response

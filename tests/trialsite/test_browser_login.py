@@ -26,5 +26,7 @@ def test_wrong_password_stays_on_the_login_page_with_a_message(page, coordinator
     page.get_by_label("Username").fill("alice")
     page.get_by_label("Password").fill("wrong-password")
     page.get_by_role("button", name="Log in").click()
-    assert page.get_by_text("Please enter a correct username and password").is_visible()
+    # Beside the form, and in the error summary at the top of the page.
+    message = page.get_by_text("Please enter a correct username and password")
+    assert [message.nth(i).is_visible() for i in range(message.count())] == [True, True]
     assert page.get_by_label("Username").input_value() == "alice"
