@@ -137,6 +137,10 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 # Failed logins: locked out after AXES_FAILURE_LIMIT tries for this user from this address.
+# Behind TRUSTED_PROXY_COUNT reverse proxies, the address is the one the outermost proxy saw
+# (trialsite/proxies.py); with 0, X-Forwarded-For is ignored, so a client cannot forge it.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "trialsite.proxies.client_address"
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=30))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
