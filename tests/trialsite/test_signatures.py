@@ -59,10 +59,26 @@ def test_one_users_failures_do_not_lock_another(investigator_a, coordinator_a, s
 def test_wrong_passwords_given_to_the_eligibility_signoff_stay_counted(
     protocol, site_a, coordinator_a, investigator_a
 ):
+    from enrollment.models import Decision, Screening
     from enrollment.services import eligibility_signoff
     from tests.factories import ParticipantFactory
+    from trialsite.audit import audited_save
+    from trialsite.clock import site_today
 
     participant = ParticipantFactory(site=site_a, user=coordinator_a)
+    # An eligible screening waiting for its sign-off: only then is a password asked for.
+    audited_save(
+        Screening(
+            participant=participant,
+            protocol=protocol,
+            screened_by=coordinator_a,
+            screening_date=site_today(site_a),
+            answers={"severity": "severe"},
+            decision=Decision.ELIGIBLE,
+            results=[{"code": "I2", "outcome": "met", "reason": "severe"}],
+        ),
+        user=coordinator_a,
+    )
     for _ in range(2):
         with pytest.raises(ValidationError):
             eligibility_signoff(
