@@ -4,7 +4,7 @@ Pinned at 20:21 UTC on 25 November, which is already 04:21 on the 26th in Shangh
 page must say the 26th for something that happened at the site then.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import time_machine
@@ -41,7 +41,7 @@ def test_the_participant_list_and_page_agree_on_the_registration_date(
 def test_the_reconsent_list_shows_the_consents_site_time(
     registered_in_the_morning, coordinator_a, client_for
 ):
-    version = ConsentVersionFactory(version="1.0", irb_approval_date=datetime(2026, 1, 5).date())
+    version = ConsentVersionFactory(version="1.0", irb_approval_date=date(2026, 1, 5))
     with time_machine.travel(EVENING_UTC + timedelta(minutes=10), tick=False):
         consent_record(
             participant=registered_in_the_morning,
