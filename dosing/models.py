@@ -8,6 +8,8 @@ from arms.models import Arm
 from enrollment.models import Participant
 from trialsite.audit import AuditedModel
 
+from .rules import scientific
+
 
 class WindowKind(models.TextChoices):
     CALENDAR_DAY = "calendar_day", _("The scheduled day only (site time)")
@@ -34,6 +36,15 @@ class DoseSchedule(AuditedModel):
         help_text=_("Conditions that change the amount, e.g. by eGFR."),
     )
     notes = models.TextField(_("notes"), blank=True)
+    amount_min_fraction = models.DecimalField(
+        _("lowest plausible amount (x planned)"), max_digits=6, decimal_places=3, default="0.5"
+    )
+    amount_max_fraction = models.DecimalField(
+        _("highest plausible amount (x planned)"), max_digits=6, decimal_places=3, default="2"
+    )
+    far_outside_window_hours = models.PositiveSmallIntegerField(
+        _("hours outside the window that need a confirmed reason"), default=24
+    )
 
     class Meta:
         verbose_name = _("dose schedule")
@@ -70,6 +81,8 @@ class ScheduledDose(AuditedModel):
     )
     schedule = models.ForeignKey(DoseSchedule, on_delete=models.PROTECT, related_name="+")
     sequence = models.PositiveSmallIntegerField(_("dose number"))
+    # The instant the plan was computed from: no dose can have been given before it.
+    randomized_at = models.DateTimeField(_("randomized at"), null=True, blank=True)
     study_day = models.PositiveSmallIntegerField(_("study day"))
     due_at = models.DateTimeField(_("due at"))
     window_start = models.DateTimeField(_("window opens"))
@@ -103,8 +116,6 @@ class ScheduledDose(AuditedModel):
 
     @property
     def amount_display(self) -> str:
-        from .rules import scientific
-
         return f"{scientific(self.planned_amount)} {self.amount_unit}"
 
 
@@ -114,7 +125,11 @@ class AdministrationOutcome(models.TextChoices):
 
 
 class Administration(AuditedModel):
-    """What happened to one scheduled dose: given (when, how much, lot) or not (why)."""
+    """What happened to one scheduled dose: given (when, how much, lot) or not (why).
+
+    Never deleted: a wrong record is voided with its reason and stays, and the dose is open
+    for recording again. At most one record of a dose is in force (not voided).
+    """
 
     scheduled_dose = models.ForeignKey(
         ScheduledDose, on_delete=models.PROTECT, related_name="administrations"
@@ -145,19 +160,40 @@ class Administration(AuditedModel):
         blank=True,
         help_text=_("Empty when on time; a value is a protocol deviation."),
     )
+    outside_window_reason = models.TextField(
+        _("why given so far outside the window"),
+        blank=True,
+        help_text=_("Confirmed by the recorder when the time is far outside the window."),
+    )
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     recorded_at = models.DateTimeField(_("recorded at"), default=timezone.now)
     submission_token = models.UUIDField(unique=True, null=True, blank=True, editable=False)
+    voided_at = models.DateTimeField(_("voided at"), null=True, blank=True)
+    voided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("voided by"),
+    )
+    void_reason = models.TextField(_("why voided"), blank=True)
 
     class Meta:
         verbose_name = _("administration")
         constraints = [
             models.UniqueConstraint(
                 fields=["scheduled_dose"],
-                name="one_administration_per_scheduled_dose",
+                condition=Q(voided_at__isnull=True),
+                name="one_administration_in_force_per_scheduled_dose",
                 violation_error_message=_("This dose is already recorded."),
+            ),
+            models.CheckConstraint(
+                condition=Q(voided_at__isnull=True, void_reason="")
+                | Q(voided_at__isnull=False) & ~Q(void_reason=""),
+                name="administration_voided_has_reason",
             ),
             models.CheckConstraint(
                 condition=(
@@ -180,6 +216,10 @@ class Administration(AuditedModel):
     @property
     def is_deviation(self) -> bool:
         return self.deviation_hours is not None
+
+    @property
+    def is_void(self) -> bool:
+        return self.voided_at is not None
 
 
 class ReminderKind(models.TextChoices):

@@ -177,18 +177,62 @@ def retry_delay(attempts: int, *, base_seconds: int = 60, cap_seconds: int = 360
     return timedelta(seconds=min(cap_seconds, base_seconds * 2 ** max(0, attempts - 1)))
 
 
+# Plain-text superscripts: the same "7.05 × 10⁷" reads right in a page, a message and an e-mail.
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def plain_amount(amount: Decimal) -> str:
+    """300, 62.5, 70500000: the stored 300.0000 as a person types it, never 3E+2."""
+    amount = Decimal(amount)
+    return "0" if amount == 0 else f"{amount.normalize():f}"
+
+
 def scientific(amount: Decimal, digits: int = 2) -> str:
-    """7.05 × 10^7: how a cell count is written on the infusion order."""
+    """7.05 × 10⁷: how a cell count is written on the infusion order; 300 stays 300."""
     amount = Decimal(amount)
     if amount == 0:
         return "0"
     exponent = amount.adjusted()
     if -3 < exponent < 4:
-        return f"{amount.normalize():f}"
+        return plain_amount(amount)
     mantissa = (amount.scaleb(-exponent)).quantize(
         Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP
     )
     if mantissa >= 10:  # 9.999 rounds up to 10.00
         mantissa, exponent = mantissa / 10, exponent + 1
-    text = f"{mantissa.normalize():f}"
-    return f"{text} × 10^{exponent}"
+    return f"{plain_amount(mantissa)} × 10{str(exponent).translate(_SUPERSCRIPT)}"
+
+
+# --- Plausibility of a record -------------------------------------------------------------------
+
+
+def plausible_amount_range(
+    planned: Decimal, *, min_fraction: Decimal, max_fraction: Decimal
+) -> tuple[Decimal, Decimal]:
+    """The amounts a record may state for a planned dose, both ends included."""
+    return planned * Decimal(min_fraction), planned * Decimal(max_fraction)
+
+
+def amount_is_plausible(
+    amount: Decimal, *, planned: Decimal, min_fraction: Decimal, max_fraction: Decimal
+) -> bool:
+    """A typing slip (300000000 for 300 mg) is refused; a real half or partial dose is not."""
+    low, high = plausible_amount_range(
+        planned, min_fraction=min_fraction, max_fraction=max_fraction
+    )
+    return low <= Decimal(amount) <= high
+
+
+def given_before_randomization(given_at: datetime, randomized_at: datetime) -> bool:
+    """The time given is typed to the minute: a dose in the minute of randomization is not
+    before it."""
+    return given_at < randomized_at.replace(second=0, microsecond=0)
+
+
+def far_outside_window(
+    given_at: datetime, *, window_start: datetime, window_end: datetime, far_hours: int
+) -> bool:
+    """More than `far_hours` before the window opens or after it closes: more likely a wrong
+    dose or a wrong date than a late dose, so the recorder confirms it with a reason."""
+    margin = timedelta(hours=far_hours)
+    return given_at < window_start - margin or given_at > window_end + margin

@@ -40,7 +40,10 @@ def _with_administration(queryset: QuerySet[ScheduledDose]) -> QuerySet[Schedule
     return queryset.prefetch_related(
         Prefetch(
             "administrations",
-            queryset=Administration.objects.select_related("given_by"),
+            # Voided records too, in the order they were made: the timeline shows them struck.
+            queryset=Administration.objects.select_related("given_by", "voided_by").order_by(
+                "recorded_at", "pk"
+            ),
             to_attr="records",
         )
     )

@@ -28,6 +28,7 @@ from django.utils.translation import gettext as _
 from arms.models import Arm
 from enrollment.models import Participant
 from trialsite.audit import audited_save
+from trialsite.clock import site_time_text
 from trialsite.models import Role, RoleAssignment
 
 from . import rules
@@ -122,6 +123,7 @@ def participant_dosing_schedule_create(
                     due_at=plan.due_at,
                     window_start=plan.window_start,
                     window_end=plan.window_end,
+                    randomized_at=randomized_at,
                     # kg (2 places) x amount per kg (4 places): kept to the field's 4 places.
                     planned_amount=plan.amount.quantize(AMOUNT_PLACES),
                     amount_unit=plan.amount_unit,
@@ -171,15 +173,54 @@ class _Record:
     not_given_reason: str
 
 
+def _site_time(moment: datetime, dose: ScheduledDose) -> str:
+    return site_time_text(moment, dose.participant.site)
+
+
+def _given_at_errors(dose: ScheduledDose, given_at: datetime) -> str | None:
+    if given_at > timezone.now():
+        return _("The time given cannot be in the future.")
+    if dose.randomized_at and rules.given_before_randomization(given_at, dose.randomized_at):
+        return _("The dose cannot have been given before randomization (%(when)s).") % {
+            "when": _site_time(dose.randomized_at, dose)
+        }
+    return None
+
+
+def _amount_error(dose: ScheduledDose, amount: Decimal) -> str | None:
+    schedule = dose.schedule
+    limits = {
+        "planned": dose.planned_amount,
+        "min_fraction": schedule.amount_min_fraction,
+        "max_fraction": schedule.amount_max_fraction,
+    }
+    if rules.amount_is_plausible(amount, **limits):
+        return None
+    low, high = rules.plausible_amount_range(
+        dose.planned_amount, **{k: v for k, v in limits.items() if k != "planned"}
+    )
+    return _(
+        "Not plausible for a planned %(planned)s: the amount given must be between %(low)s "
+        "and %(high)s %(unit)s. Check the number typed."
+    ) % {
+        "planned": dose.amount_display,
+        "low": rules.scientific(low),
+        "high": rules.scientific(high),
+        "unit": dose.amount_unit,
+    }
+
+
 def _validate_record(dose: ScheduledDose, r: _Record) -> dict[str, str]:
     errors: dict[str, str] = {}
     if r.outcome == AdministrationOutcome.GIVEN:
         if r.given_at is None:
             errors["given_at"] = _("Give the date and time the dose was given.")
-        elif r.given_at > timezone.now():
-            errors["given_at"] = _("The time given cannot be in the future.")
+        elif problem := _given_at_errors(dose, r.given_at):
+            errors["given_at"] = problem
         if r.amount is None or r.amount <= 0:
             errors["amount"] = _("Give the amount given.")
+        elif problem := _amount_error(dose, r.amount):
+            errors["amount"] = problem
         if not r.lot_number.strip():
             errors["lot_number"] = _("Give the lot or batch number.")
     elif r.outcome == AdministrationOutcome.NOT_GIVEN:
@@ -188,6 +229,42 @@ def _validate_record(dose: ScheduledDose, r: _Record) -> dict[str, str]:
     else:
         errors["outcome"] = _("Choose given or not given.")
     return errors
+
+
+FAR_OUTSIDE_WINDOW = "far_outside_window"
+
+
+def _outside_window_errors(
+    dose: ScheduledDose, given_at: datetime, *, confirmed: bool, reason: str
+) -> dict[str, ValidationError]:
+    """A time far outside the window is kept only when the recorder confirms it with a
+    reason: it is more often a wrong date, or the wrong dose, than a late one."""
+    far = rules.far_outside_window(
+        given_at,
+        window_start=dose.window_start,
+        window_end=dose.window_end,
+        far_hours=dose.schedule.far_outside_window_hours,
+    )
+    if not far:
+        return {}
+    if not confirmed:
+        message = _(
+            "This is %(hours)s h outside the dose's window (%(start)s to %(end)s). If the time "
+            "is right, tick the confirmation and give the reason."
+        ) % {
+            "hours": rules.deviation_hours(given_at, dose.window_start, dose.window_end),
+            "start": _site_time(dose.window_start, dose),
+            "end": _site_time(dose.window_end, dose),
+        }
+        return {"given_at": ValidationError(message, code=FAR_OUTSIDE_WINDOW)}
+    if not reason:
+        return {
+            "outside_window_reason": ValidationError(
+                _("Give the reason the dose was given so far outside its window."),
+                code=FAR_OUTSIDE_WINDOW,
+            )
+        }
+    return {}
 
 
 def _cancel_pending(queryset, reason: str) -> int:
@@ -209,17 +286,25 @@ def dose_record(
     given_by=None,
     infusion_reaction: bool = False,
     not_given_reason: str = "",
+    confirm_outside_window: bool = False,
+    outside_window_reason: str = "",
     submission_token: UUID | None = None,
 ) -> Administration:
     """Record a dose once: given (outside the window = deviation, in hours) or not given.
-    Its pending reminders are cancelled. Idempotent per submission token."""
+    A time in the future or before randomization, or an implausible amount, is refused; a
+    time far outside the window needs a confirmed reason. Its pending reminders are
+    cancelled. Idempotent per submission token."""
     if submission_token and (
         existing := Administration.objects.filter(submission_token=submission_token).first()
     ):
         return existing
     # Lock the dose row (PostgreSQL; SQLite's IMMEDIATE transaction already holds the write
     # lock) so that overdue marking and a second recorder wait for this one.
-    dose = ScheduledDose.objects.select_for_update().select_related("schedule").get(pk=dose.pk)
+    dose = (
+        ScheduledDose.objects.select_for_update()
+        .select_related("schedule", "participant__site")
+        .get(pk=dose.pk)
+    )
     if dose.status not in OPEN_DOSE_STATUSES:
         if dose.status == DoseStatus.STOPPED:
             raise ValidationError(_("This dose was stopped: the participant withdrew."))
@@ -236,10 +321,21 @@ def dose_record(
         infusion_reaction=infusion_reaction,
         not_given_reason=not_given_reason.strip(),
     )
-    errors = _validate_record(dose, record)
+    errors: dict = _validate_record(dose, record)
+    given = outcome == AdministrationOutcome.GIVEN
+    outside_window_reason = outside_window_reason.strip()
+    if given and given_at is not None and "given_at" not in errors:
+        errors |= _outside_window_errors(
+            dose, given_at, confirmed=confirm_outside_window, reason=outside_window_reason
+        )
     if errors:
         raise ValidationError(errors)
-    given = outcome == AdministrationOutcome.GIVEN
+    far = given and rules.far_outside_window(
+        given_at,
+        window_start=dose.window_start,
+        window_end=dose.window_end,
+        far_hours=dose.schedule.far_outside_window_hours,
+    )
     administration = audited_save(
         Administration(
             scheduled_dose=dose,
@@ -257,6 +353,7 @@ def dose_record(
                 if given
                 else None
             ),
+            outside_window_reason=outside_window_reason if far else "",
             recorded_by=user,
             submission_token=submission_token,
         ),
@@ -281,16 +378,35 @@ CORRECTABLE = frozenset(
 )
 
 
+def _record_in_force(administration: Administration) -> Administration:
+    administration = (
+        Administration.objects.select_for_update()
+        .select_related("scheduled_dose__schedule", "scheduled_dose__participant__site")
+        .get(pk=administration.pk)
+    )
+    if administration.is_void:
+        raise ValidationError(_("This record was voided; record the dose again instead."))
+    return administration
+
+
 @transaction.atomic
 def administration_correct(
-    *, administration: Administration, user, reason: str, **changes
+    *,
+    administration: Administration,
+    user,
+    reason: str,
+    confirm_outside_window: bool = False,
+    outside_window_reason: str = "",
+    **changes,
 ) -> Administration:
-    """Correct a recorded dose; the audit trail keeps the old values and the reason."""
+    """Correct a record in force, under the same checks as recording it; the audit trail
+    keeps the old values and the reason."""
     unknown = set(changes) - CORRECTABLE
     if unknown:
         raise ValueError(f"not correctable: {sorted(unknown)}")
-    administration = Administration.objects.select_for_update().get(pk=administration.pk)
+    administration = _record_in_force(administration)
     dose = administration.scheduled_dose
+    moved = "given_at" in changes and changes["given_at"] != administration.given_at
     for key, value in changes.items():
         setattr(administration, key, value.strip() if isinstance(value, str) else value)
     record = _Record(
@@ -303,14 +419,62 @@ def administration_correct(
         infusion_reaction=administration.infusion_reaction,
         not_given_reason=administration.not_given_reason,
     )
-    errors = _validate_record(dose, record)
+    errors: dict = _validate_record(dose, record)
+    given = administration.outcome == AdministrationOutcome.GIVEN
+    outside_window_reason = outside_window_reason.strip()
+    # A time already confirmed stays confirmed when only the lot or the amount is corrected.
+    if given and moved and "given_at" not in errors:
+        errors |= _outside_window_errors(
+            dose,
+            administration.given_at,
+            confirmed=confirm_outside_window,
+            reason=outside_window_reason,
+        )
     if errors:
         raise ValidationError(errors)
-    if administration.outcome == AdministrationOutcome.GIVEN:
+    if given:
         administration.deviation_hours = rules.deviation_hours(
             administration.given_at, dose.window_start, dose.window_end
         )
+        if moved:
+            far = rules.far_outside_window(
+                administration.given_at,
+                window_start=dose.window_start,
+                window_end=dose.window_end,
+                far_hours=dose.schedule.far_outside_window_hours,
+            )
+            administration.outside_window_reason = outside_window_reason if far else ""
     return audited_save(administration, user=user, reason=reason)
+
+
+@transaction.atomic
+def administration_void(*, administration: Administration, user, reason: str) -> Administration:
+    """Void a wrong record: it stays, with who voided it and why, and the dose is open for
+    recording again (overdue if its window has closed, stopped if the participant withdrew).
+    A second void of the same record is refused."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError({"reason": _("Give the reason for voiding this record.")})
+    administration = _record_in_force(administration)
+    dose = ScheduledDose.objects.select_for_update().get(pk=administration.scheduled_dose_id)
+    now = timezone.now()
+    administration.voided_at = now
+    administration.voided_by = user
+    administration.void_reason = reason
+    audited_save(administration, user=user, reason=reason)
+    if rules.is_overdue(now=now, window_end=dose.window_end):
+        dose.status = DoseStatus.OVERDUE
+    elif dose.participant.withdrawals.exists():
+        dose.status = DoseStatus.STOPPED
+    else:
+        dose.status = DoseStatus.SCHEDULED
+    audited_save(dose, user=user, reason=_("Record voided: %(reason)s") % {"reason": reason})
+    if dose.status == DoseStatus.SCHEDULED:
+        # The reminders the record cancelled, where they still lie ahead.
+        Reminder.objects.filter(
+            scheduled_dose=dose, status=ReminderStatus.CANCELLED, due_at__gte=now
+        ).update(status=ReminderStatus.PENDING, cancelled_reason="", next_attempt_at=None)
+    return administration
 
 
 def doses_mark_overdue(*, now: datetime | None = None) -> int:

@@ -8,6 +8,7 @@ urlpatterns = [
     path("today/", views.worklist, name="worklist"),
     path("doses/<int:pk>/record/", views.dose_record, name="dose_record"),
     path("doses/<int:pk>/correct/", views.administration_correct, name="administration_correct"),
+    path("doses/<int:pk>/void/", views.administration_void, name="administration_void"),
     path(
         "participants/<str:study_number>/", views.participant_timeline, name="participant_timeline"
     ),

@@ -17,8 +17,9 @@ from trialsite.access import access_for, role_required, sites_for_user
 from trialsite.forms import add_service_errors
 
 from . import selectors, services
-from .forms import CorrectionForm, DoseRecordForm
+from .forms import CorrectionForm, DoseRecordForm, VoidForm
 from .models import DoseStatus
+from .rules import plain_amount
 from .selectors import WRITERS
 
 
@@ -35,6 +36,15 @@ def worklist(request):
     return render(request, "dosing/worklist.html", {"lists": lists, "now": timezone.now()})
 
 
+def _add_errors(form, exc: ValidationError) -> None:
+    """The service's messages beside their fields; a time far outside the window brings up
+    the confirmation under it."""
+    add_service_errors(form, exc)
+    given_at_errors = getattr(exc, "error_dict", {}).get("given_at", [])
+    if any(e.code == services.FAR_OUTSIDE_WINDOW for e in given_at_errors):
+        form.ask_to_confirm()
+
+
 @role_required(*WRITERS)
 def dose_record(request, pk: int):
     dose = selectors.dose_for_user(request.user, pk, *WRITERS)
@@ -44,18 +54,20 @@ def dose_record(request, pk: int):
         return redirect("dosing:participant_timeline", dose.participant.study_number)
     initial = {
         "outcome": "given",
-        "amount": dose.planned_amount.normalize(),
+        "amount": plain_amount(dose.planned_amount),
         "route": dose.schedule.route,
-        "given_at": timezone.localtime(min(timezone.now(), dose.window_end), zone).replace(
+        # Now, never the window's end: accepting the defaults must not make a late dose
+        # look on time.
+        "given_at": timezone.localtime(timezone.now(), zone).replace(
             second=0, microsecond=0, tzinfo=None
         ),
     }
-    form = DoseRecordForm(request.POST or None, initial=initial, zone=zone)
+    form = DoseRecordForm(request.POST or None, initial=initial, zone=zone, unit=dose.amount_unit)
     if request.method == "POST" and form.is_valid():
         try:
             administration = services.dose_record(dose=dose, user=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            add_service_errors(form, exc)
+            _add_errors(form, exc)
         else:
             messages.success(
                 request,
@@ -77,33 +89,72 @@ def dose_record(request, pk: int):
         return render(request, "dosing/dose_record.html", {"dose": dose, "form": form})
 
 
+def _record_in_force(dose):
+    return get_object_or_404(dose.administrations.filter(voided_at__isnull=True))
+
+
 @role_required(*WRITERS)
 def administration_correct(request, pk: int):
     dose = selectors.dose_for_user(request.user, pk, *WRITERS)
-    administration = get_object_or_404(dose.administrations.all())
+    administration = _record_in_force(dose)
     zone = dose.participant.site.zone
     fields = ["given_at", "amount", "route", "lot_number", "infusion_reaction", "not_given_reason"]
     initial = {f: getattr(administration, f) for f in fields}
     if administration.given_at:
         initial["given_at"] = timezone.localtime(administration.given_at, zone).replace(tzinfo=None)
-    form = CorrectionForm(request.POST or None, initial=initial, zone=zone)
+    if administration.amount is not None:
+        initial["amount"] = plain_amount(administration.amount)
+    form = CorrectionForm(request.POST or None, initial=initial, zone=zone, unit=dose.amount_unit)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         given = administration.outcome == "given"
         changes = {k: data[k] for k in (fields[:-1] if given else fields[-1:])}
-        reason = data["reason"]
         try:
             services.administration_correct(
-                administration=administration, user=request.user, reason=reason, **changes
+                administration=administration,
+                user=request.user,
+                reason=data["reason"],
+                confirm_outside_window=data["confirm_outside_window"],
+                outside_window_reason=data["outside_window_reason"],
+                **changes,
             )
         except ValidationError as exc:
-            add_service_errors(form, exc)
+            _add_errors(form, exc)
         else:
             messages.success(request, _("Correction saved."))
             return redirect("dosing:participant_timeline", dose.participant.study_number)
     with timezone.override(zone):
         return render(
-            request, "dosing/dose_record.html", {"dose": dose, "form": form, "correcting": True}
+            request,
+            "dosing/dose_record.html",
+            {"dose": dose, "form": form, "correcting": True, "administration": administration},
+        )
+
+
+@role_required(*WRITERS)
+def administration_void(request, pk: int):
+    dose = selectors.dose_for_user(request.user, pk, *WRITERS)
+    administration = _record_in_force(dose)
+    form = VoidForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.administration_void(
+                administration=administration, user=request.user, reason=form.cleaned_data["reason"]
+            )
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(
+                request,
+                _("The record of dose %(n)s was voided; the dose is open for recording again.")
+                % {"n": dose.sequence},
+            )
+            return redirect("dosing:participant_timeline", dose.participant.study_number)
+    with timezone.override(dose.participant.site.zone):
+        return render(
+            request,
+            "dosing/administration_void.html",
+            {"dose": dose, "administration": administration, "form": form},
         )
 
 

@@ -27,6 +27,11 @@ class DoseScheduleDef:
     per_kg: bool = False
     adjustments: list[dict] = field(default_factory=list)
     notes: str = ""
+    # A recorded amount outside [min, max] x planned is refused as a typing slip.
+    amount_min_fraction: Decimal = Decimal("0.5")
+    amount_max_fraction: Decimal = Decimal("2")
+    # A dose recorded more than this many hours outside its window needs a confirmed reason.
+    far_outside_window_hours: int = 24
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,7 @@ def definition_from_dict(data: dict) -> ProtocolDef:
                         per_kg=bool(s.get("per_kg", False)),
                         adjustments=list(s.get("adjustments", [])),
                         notes=s.get("notes", ""),
+                        **_plausibility_from_dict(s),
                     )
                     for s in a.get("dose_schedules", [])
                 ],
@@ -137,6 +143,20 @@ def definition_from_dict(data: dict) -> ProtocolDef:
             for v in data.get("visits", [])
         ],
     )
+
+
+def _plausibility_from_dict(schedule: dict) -> dict:
+    low, high = schedule.get(
+        "plausible_amount_fraction",
+        [DoseScheduleDef.amount_min_fraction, DoseScheduleDef.amount_max_fraction],
+    )
+    return {
+        "amount_min_fraction": Decimal(str(low)),
+        "amount_max_fraction": Decimal(str(high)),
+        "far_outside_window_hours": int(
+            schedule.get("far_outside_window_hours", DoseScheduleDef.far_outside_window_hours)
+        ),
+    }
 
 
 def definition_from_toml(path: Path) -> ProtocolDef:
@@ -176,6 +196,9 @@ def definition_from_db(protocol) -> ProtocolDef:
                         per_kg=s.per_kg,
                         adjustments=list(s.adjustments),
                         notes=s.notes,
+                        amount_min_fraction=s.amount_min_fraction,
+                        amount_max_fraction=s.amount_max_fraction,
+                        far_outside_window_hours=s.far_outside_window_hours,
                     )
                     for s in a.dose_schedules.all()
                 ],
@@ -244,6 +267,18 @@ def protocol_problems(defn: ProtocolDef) -> list[Problem]:
                             hint="Known: " + ", ".join(sorted(adjustment_inputs_known())) + ".",
                         )
                     )
+            low, high = schedule.amount_min_fraction, schedule.amount_max_fraction
+            if not (0 < low <= 1 <= high) or schedule.far_outside_window_hours < 0:
+                problems.append(
+                    Problem(
+                        "trialsite.E010",
+                        f"Arm {arm.code}: the schedule of {schedule.product} has a plausible "
+                        f"amount of {low} to {high} x planned and "
+                        f"{schedule.far_outside_window_hours} h as far outside its window.",
+                        hint="The fractions must include the planned dose (0 < min <= 1 <= max) "
+                        "and the hours must not be negative.",
+                    )
+                )
             if not schedule.study_days or not schedule.times:
                 problems.append(
                     Problem(

@@ -4,6 +4,7 @@ import datetime
 from decimal import Decimal
 
 import pytest
+import time_machine
 
 from arms.models import Arm
 from dosing.services import participant_dosing_schedule_create
@@ -49,6 +50,15 @@ def randomize(participant, arm_code, *, at, user, **kwargs):
 @pytest.fixture
 def participant_a(protocol, site_a, coordinator_a, investigator_a):
     return screened_participant(site=site_a, user=coordinator_a, name=NAME, mrn=MRN)
+
+
+@pytest.fixture
+def pax_doses(protocol, site_a, coordinator_a, investigator_a):
+    """Ten nirmatrelvir doses of 300 mg (eGFR 90), randomized 2026-03-10 10:00 site time."""
+    participant = screened_participant(site=site_a, user=coordinator_a, egfr="90")
+    at = site_time(site_a, 2026, 3, 10, 10, 0)
+    with time_machine.travel(at, tick=False):
+        return randomize(participant, "PAX", at=at, user=coordinator_a)
 
 
 def site_time(site, *parts) -> datetime.datetime:

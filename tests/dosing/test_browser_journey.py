@@ -43,7 +43,7 @@ def test_coordinator_records_todays_day_4_infusion_and_the_timeline_shows_2_of_2
     row = page.get_by_test_id("worklist-row").filter(has_text=participant.study_number)
     assert row.count() == 1
     assert "dose 2/2, day 4" in row.inner_text()
-    assert "7.05 × 10^7 cells" in row.inner_text()
+    assert "7.05 × 10⁷ cells" in row.inner_text()
     screenshot(page, "dosing-worklist-day4")
     row.get_by_role("link", name="Record").click()
 

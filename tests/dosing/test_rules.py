@@ -8,16 +8,20 @@ import pytest
 from django.conf import settings
 
 from dosing.rules import (
+    amount_is_plausible,
     deviation_hours,
     dose_plan,
+    far_outside_window,
+    given_before_randomization,
     is_overdue,
+    plain_amount,
     planned_amount,
     reminder_times,
     retry_delay,
     scientific,
     study_day_zero,
 )
-from trialsite.protocol import definition_from_toml
+from trialsite.protocol import definition_from_dict, definition_from_toml, protocol_problems
 
 PROTOCOL = definition_from_toml(settings.PROTOCOL_FILE)
 ARMS = {a.code: a for a in PROTOCOL.arms}
@@ -211,9 +215,9 @@ def test_cells_per_kg_times_screening_weight_in_scientific_notation():
     planned = planned_amount(MSC, weight_kg=Decimal("70.5"))
     assert planned.amount == Decimal("70500000")
     assert planned.unit == "cells"
-    assert scientific(planned.amount) == "7.05 × 10^7"
-    assert scientific(Decimal("60000000")) == "6 × 10^7"
-    assert scientific(Decimal("99990000")) == "1 × 10^8"
+    assert scientific(planned.amount) == "7.05 × 10⁷"
+    assert scientific(Decimal("60000000")) == "6 × 10⁷"
+    assert scientific(Decimal("99990000")) == "1 × 10⁸"
     assert scientific(Decimal("300")) == "300"
 
 
@@ -241,3 +245,191 @@ def test_reminders_24_and_1_hour_ahead_but_none_already_in_the_past():
 def test_retry_backoff_doubles_and_is_capped():
     assert [retry_delay(n).total_seconds() for n in (1, 2, 3, 4)] == [60, 120, 240, 480]
     assert retry_delay(30) == timedelta(hours=1)
+
+
+def test_amounts_read_as_people_write_them_never_in_exponent_notation():
+    assert plain_amount(Decimal("300.0000")) == "300"
+    assert plain_amount(Decimal("62.5000")) == "62.5"
+    assert plain_amount(Decimal("70500000.0000")) == "70500000"
+    assert scientific(Decimal("300.0000")) == "300"
+    assert scientific(Decimal("150")) == "150"
+    assert scientific(Decimal("9999")) == "9999"
+    assert scientific(Decimal("10000")) == "1 × 10⁴"
+    assert scientific(Decimal("0.0001")) == "1 × 10⁻⁴"
+
+
+# --- Plausibility of a record: the protocol's settings, at their edges -----------------------
+
+
+def test_the_protocol_file_sets_each_schedules_plausible_amounts_and_far_hours():
+    assert (PAX.amount_min_fraction, PAX.amount_max_fraction) == (Decimal("0.5"), Decimal("2"))
+    assert PAX.far_outside_window_hours == 6
+    assert (MSC.amount_min_fraction, MSC.amount_max_fraction) == (Decimal("0.05"), Decimal("1.5"))
+    assert MSC.far_outside_window_hours == 24
+
+
+def pax_plausible(amount: str) -> bool:
+    return amount_is_plausible(
+        Decimal(amount),
+        planned=Decimal("300"),
+        min_fraction=PAX.amount_min_fraction,
+        max_fraction=PAX.amount_max_fraction,
+    )
+
+
+@pytest.mark.parametrize(
+    ("amount", "plausible"),
+    [
+        ("149.9999", False),
+        ("150", True),
+        ("300", True),
+        ("600", True),
+        ("600.0001", False),
+        ("300000000", False),
+    ],
+)
+def test_nirmatrelvir_300_mg_accepts_half_to_double_and_refuses_a_typing_slip(amount, plausible):
+    assert pax_plausible(amount) is plausible
+
+
+@pytest.mark.parametrize(
+    ("amount", "plausible"),
+    [("3524999", False), ("3525000", True), ("105750000", True), ("105750001", False)],
+)
+def test_uc_msc_70_5_million_cells_accepts_5_percent_to_150_percent(amount, plausible):
+    assert (
+        amount_is_plausible(
+            Decimal(amount),
+            planned=Decimal("70500000"),
+            min_fraction=MSC.amount_min_fraction,
+            max_fraction=MSC.amount_max_fraction,
+        )
+        is plausible
+    )
+
+
+def test_given_in_the_minute_of_randomization_is_not_before_it_the_minute_before_is():
+    randomized = at(SHANGHAI, 2026, 3, 10, 10, 0, 30)
+    assert not given_before_randomization(at(SHANGHAI, 2026, 3, 10, 10, 0), randomized)
+    assert given_before_randomization(at(SHANGHAI, 2026, 3, 10, 9, 59), randomized)
+    assert given_before_randomization(at(SHANGHAI, 1960, 1, 1, 8, 0), randomized)
+
+
+def pax_far(*parts) -> bool:
+    # The 08:00 dose on 2026-03-11: on time 06:00 to 10:00.
+    return far_outside_window(
+        at(SHANGHAI, *parts),
+        window_start=at(SHANGHAI, 2026, 3, 11, 6, 0),
+        window_end=at(SHANGHAI, 2026, 3, 11, 10, 0),
+        far_hours=PAX.far_outside_window_hours,
+    )
+
+
+@pytest.mark.parametrize(
+    ("parts", "far"),
+    [
+        ((2026, 3, 10, 23, 59), True),
+        ((2026, 3, 11, 0, 0), False),
+        ((2026, 3, 11, 9, 0), False),
+        ((2026, 3, 11, 16, 0), False),
+        ((2026, 3, 11, 16, 1), True),
+    ],
+)
+def test_a_paxlovid_dose_is_far_outside_more_than_6_hours_either_side_of_its_window(parts, far):
+    assert pax_far(*parts) is far
+
+
+def msc_far(*parts) -> bool:
+    doses = dose_plan(
+        MSC, randomized_at=at(SHANGHAI, 2026, 3, 10, 8, 0), zone=SHANGHAI, weight_kg=Decimal("70")
+    )
+    return far_outside_window(
+        at(SHANGHAI, *parts),
+        window_start=doses[0].window_start,
+        window_end=doses[0].window_end,
+        far_hours=MSC.far_outside_window_hours,
+    )
+
+
+@pytest.mark.parametrize(
+    ("parts", "far"),
+    [
+        ((2026, 3, 9, 23, 59), True),
+        ((2026, 3, 10, 0, 0), False),
+        ((2026, 3, 12, 23, 59), False),
+        ((2026, 3, 13, 0, 0), True),
+    ],
+)
+def test_a_day_1_infusion_is_far_outside_beyond_the_day_either_side(parts, far):
+    assert msc_far(*parts) is far
+
+
+def schedule_with(**plausibility) -> dict:
+    return {
+        "code": "T",
+        "title": "T",
+        "version": "1",
+        "randomization": {"block_sizes": [2]},
+        "arms": [
+            {
+                "code": "A",
+                "name": "A",
+                "arm_type": "experimental",
+                "ratio": 2,
+                "dose_schedules": [
+                    {
+                        "product": "Drug",
+                        "route": "oral",
+                        "study_days": [1],
+                        "times": ["08:00"],
+                        "window_kind": "hours",
+                        "window_hours": 2,
+                        "amount": "100",
+                        "amount_unit": "mg",
+                        **plausibility,
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def test_a_schedule_without_the_settings_gets_half_to_double_and_24_hours():
+    schedule = definition_from_dict(schedule_with()).arms[0].dose_schedules[0]
+    assert (schedule.amount_min_fraction, schedule.amount_max_fraction) == (
+        Decimal("0.5"),
+        Decimal("2"),
+    )
+    assert schedule.far_outside_window_hours == 24
+
+
+@pytest.mark.parametrize(
+    "plausibility",
+    [
+        {"plausible_amount_fraction": ["1.1", "2"]},
+        {"plausible_amount_fraction": ["0", "2"]},
+        {"plausible_amount_fraction": ["0.5", "0.9"]},
+        {"far_outside_window_hours": -1},
+    ],
+)
+def test_a_plausible_range_that_leaves_out_the_planned_dose_is_a_protocol_problem(plausibility):
+    def e010(**settings):
+        problems = protocol_problems(definition_from_dict(schedule_with(**settings)))
+        return [p.msg for p in problems if p.id == "trialsite.E010"]
+
+    assert e010() == []
+    assert len(e010(**plausibility)) == 1
+
+
+def test_the_protocol_problem_names_the_schedule_and_its_settings():
+    problems = protocol_problems(
+        definition_from_dict(schedule_with(plausible_amount_fraction=["1.1", "2"]))
+    )
+    assert [p.msg for p in problems if p.id == "trialsite.E010"] == [
+        "Arm A: the schedule of Drug has a plausible amount of 1.1 to 2 x planned and 24 h as "
+        "far outside its window."
+    ]
+
+
+def test_the_shipped_protocol_has_no_problem_with_its_plausibility_settings():
+    assert protocol_problems(PROTOCOL) == []

@@ -65,7 +65,7 @@ def test_msc_schedule_two_infusions_per_kg_of_screening_weight_with_reminders(
         (4 // 2, 4, site_time(site_a, 2026, 3, 14, 9, 0)),
     ]
     assert {d.planned_amount for d in doses} == {Decimal("62000000")}  # 62 kg x 1e6 cells/kg
-    assert doses[0].amount_display == "6.2 × 10^7 cells"
+    assert doses[0].amount_display == "6.2 × 10⁷ cells"
     assert reminders(participant_a, scheduled_dose=doses[0]) == [
         ("lead", 24, site_time(site_a, 2026, 3, 10, 9, 0), "pending"),
         ("lead", 1, site_time(site_a, 2026, 3, 11, 8, 0), "pending"),
@@ -329,7 +329,7 @@ def test_due_reminders_are_sent_once_with_study_number_never_name_or_mrn(
     )
     assert sorted(one_hour.to) == sorted([coordinator_a.email, investigator_a.email])
     assert f"/dosing/doses/{msc_doses[0].pk}/record/" in one_hour.body
-    assert "6.2 × 10^7 cells" in one_hour.body
+    assert "6.2 × 10⁷ cells" in one_hour.body
     for message in mail.outbox:
         text = message.subject + message.body + str(message.extra_headers)
         assert NAME not in text and MRN not in text
@@ -462,7 +462,7 @@ def test_a_fractional_weight_from_the_database_schedule_keeps_the_exact_cell_cou
         participant, "MSC", at=site_time(site_a, 2026, 3, 10, 8, 0), user=coordinator_a
     )
     assert {d.planned_amount for d in doses} == {Decimal("70550000")}
-    assert doses[0].amount_display == "7.06 × 10^7 cells"
+    assert doses[0].amount_display == "7.06 × 10⁷ cells"
 
 
 def test_one_cycle_goes_through_every_due_row_batch_by_batch(msc_doses, site_a):
