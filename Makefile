@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# Links in reminders and notices point at what `make run` serves, unless told otherwise.
+SITE_URL ?= http://127.0.0.1:$(PORT)
 # The local demo and the tests run with DEBUG=1: plain HTTP, demo keys (see .env.example).
 LOCAL := DEBUG=1
 
@@ -21,7 +23,7 @@ run: install
 	$(LOCAL) $(BIN)/python manage.py migrate --noinput
 	$(LOCAL) $(BIN)/python manage.py load_protocol
 	$(LOCAL) $(BIN)/python manage.py load_demo
-	$(LOCAL) PORT=$(PORT) $(BIN)/python manage.py rundemo
+	$(LOCAL) PORT=$(PORT) SITE_URL='$(SITE_URL)' $(BIN)/python manage.py rundemo
 
 test: install
 	$(LOCAL) $(BIN)/python -m pytest $(PYTEST_ARGS)
