@@ -77,6 +77,14 @@ class RandomizationList(AuditedModel):
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     locked_at = models.DateTimeField(_("locked at"), null=True, blank=True)
     sha256 = models.CharField(_("SHA-256 of the locked list"), max_length=64, blank=True)
+    # Of the same canonical text as `sha256`, taken when the entries were written: a list
+    # untouched between writing and locking gets the same value twice.
+    written_sha256 = models.CharField(
+        _("SHA-256 of the entries as written"), max_length=64, blank=True
+    )
+    # From the form that asked for the list: a second click or a resent request carries the
+    # same key, and the database stores one list per key.
+    idempotency_key = models.UUIDField(unique=True, null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -142,7 +150,15 @@ class Stratum(AuditedModel):
 
 
 class ListEntry(AuditedModel):
-    """One line of the list. Used at most once: the allocation holds it one-to-one."""
+    """One line of the list. Used at most once: the allocation holds it one-to-one.
+
+    Written in bulk with their list, without a history row each: the list's creation is the
+    audit event (with the number of entries and their SHA-256), since nothing ever changes
+    an entry after it is written, the SHA-256 recorded at locking covers every entry, and
+    each use of an entry is audited as its allocation. The history model stays, so that the
+    rows of lists written before are kept and a change made outside the services (which
+    would be a fault) is still recorded with its reason.
+    """
 
     # Allocation concealment: its audit trail is the administrator's only (trialsite.selectors).
     audit_concealed = True

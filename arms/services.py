@@ -18,7 +18,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from simple_history.utils import bulk_create_with_history
 
 from enrollment.models import Participant
 from enrollment.selectors import latest_screening, randomization_gate
@@ -84,6 +83,31 @@ def _require_administrator(user) -> None:
 # --- Lists ---------------------------------------------------------------------------------------
 
 
+class ListAlreadyStored(ValidationError):
+    """The form that asked for this list was already sent (a second click, a resent request):
+    the list it stored then is the answer, and nothing more is stored."""
+
+    def __init__(self, randomization_list: RandomizationList):
+        self.randomization_list = randomization_list
+        super().__init__(
+            _("This request was already received: it stored list %(pk)s, nothing more.")
+            % {"pk": randomization_list.pk}
+        )
+
+
+# Rows per INSERT; the database may cap it lower (SQLite: 999 parameters, so 199 entries).
+ENTRY_BATCH_SIZE = 1000
+
+
+def _refuse_repeat(idempotency_key: UUID | None) -> None:
+    """Raises ListAlreadyStored when a list was already stored for this key."""
+    if idempotency_key is None:
+        return
+    earlier = RandomizationList.objects.filter(idempotency_key=idempotency_key).first()
+    if earlier is not None:
+        raise ListAlreadyStored(earlier)
+
+
 def _create_list(
     *,
     user,
@@ -92,8 +116,24 @@ def _create_list(
     entries: list[rules.Entry],
     per_stratum: int,
     note: str,
+    idempotency_key: UUID | None,
 ) -> RandomizationList:
-    """Stores the list with one stratum row per protocol stratum and its entries."""
+    """Stores the list, one stratum row per protocol stratum, and its entries: a constant
+    number of queries plus one INSERT per batch of entries, and one audit event for the
+    list (and one per stratum), never one per entry (see ListEntry)."""
+    strata_keys = protocol_strata(protocol)
+    written_sha256 = rules.list_sha256(entries)
+    counts = {
+        "entries": len(entries),
+        "strata": len(strata_keys),
+        # The audit trail's reason holds 100 characters: the whole hash is a field of the
+        # same history record, and on the list's page.
+        "sha": written_sha256[:12],
+    }
+    if source == ListSource.GENERATED:
+        reason = _("Generated: %(entries)s entries in %(strata)s strata, SHA-256 %(sha)s…")
+    else:
+        reason = _("Uploaded: %(entries)s entries in %(strata)s strata, SHA-256 %(sha)s…")
     randomization_list = audited_save(
         RandomizationList(
             protocol=protocol,
@@ -101,42 +141,39 @@ def _create_list(
             per_stratum=per_stratum,
             note=note.strip(),
             created_by=user,
+            written_sha256=written_sha256,
+            idempotency_key=idempotency_key,
         ),
         user=user,
+        reason=reason % counts,
     )
     sites = {s.code: s for s in Site.objects.all()}
-    strata = {}
-    for key in protocol_strata(protocol):
-        strata[key.code] = audited_save(
-            Stratum(
-                randomization_list=randomization_list,
-                code=key.code,
-                site=sites[key.site_code] if key.site_code else None,
-                severity=key.severity,
-            ),
-            user=user,
+    stratum_ids = {}
+    for key in strata_keys:
+        stratum = Stratum(
+            randomization_list=randomization_list,
+            code=key.code,
+            site=sites[key.site_code] if key.site_code else None,
+            severity=key.severity,
         )
-    arms = {a.code: a for a in Arm.objects.filter(protocol=protocol)}
-    bulk_create_with_history(
+        stratum_ids[key.code] = audited_save(stratum, user=user).pk
+    arm_ids = dict(Arm.objects.filter(protocol=protocol).values_list("code", "pk"))
+    ListEntry.objects.bulk_create(
         [
             ListEntry(
-                stratum=strata[e.stratum],
+                stratum_id=stratum_ids[e.stratum],
                 sequence=e.sequence,
-                arm=arms[e.arm],
+                arm_id=arm_ids[e.arm],
                 block=e.block,
                 block_size=e.block_size,
             )
             for e in entries
         ],
-        ListEntry,
-        batch_size=1000,
-        default_user=user,
-        default_change_reason=_("Entry of list %(pk)s") % {"pk": randomization_list.pk},
+        batch_size=ENTRY_BATCH_SIZE,
     )
     return randomization_list
 
 
-@transaction.atomic
 def randomization_list_generate(
     *,
     user,
@@ -144,65 +181,88 @@ def randomization_list_generate(
     note: str = "",
     protocol: Protocol | None = None,
     rng: random.Random | None = None,
+    idempotency_key: UUID | None = None,
 ) -> RandomizationList:
     """A new draft list of complete permuted blocks, at least `per_stratum` entries in each
-    stratum, drawn from the operating system's cryptographic source."""
+    stratum, drawn from the operating system's cryptographic source. Once per key: a second
+    call with the same key stores nothing and raises ListAlreadyStored, naming the first."""
     _require_administrator(user)
-    protocol = protocol or Protocol.objects.get(is_current=True)
-    if not 1 <= per_stratum <= MAX_PER_STRATUM:
-        raise ValidationError(
-            {
-                "per_stratum": _("Give between 1 and %(max)s entries per stratum.")
-                % {"max": MAX_PER_STRATUM}
-            }
-        )
-    ratios = protocol_ratios(protocol)
-    problems = rules.block_size_errors(ratios, protocol.block_sizes)
-    if problems:
-        raise ValidationError(problems)
-    entries = rules.generate(
-        strata=protocol_strata(protocol),
-        ratios=ratios,
-        block_sizes=protocol.block_sizes,
-        per_stratum=per_stratum,
-        rng=rng or secrets.SystemRandom(),
-    )
-    return _create_list(
-        user=user,
-        protocol=protocol,
-        source=ListSource.GENERATED,
-        entries=entries,
-        per_stratum=per_stratum,
-        note=note,
-    )
+    try:
+        # On SQLite the IMMEDIATE transaction makes a concurrent request with the same key
+        # wait here, then find the first list; on PostgreSQL the unique key refuses it.
+        with transaction.atomic():
+            _refuse_repeat(idempotency_key)
+            protocol = protocol or Protocol.objects.get(is_current=True)
+            if not 1 <= per_stratum <= MAX_PER_STRATUM:
+                raise ValidationError(
+                    {
+                        "per_stratum": _("Give between 1 and %(max)s entries per stratum.")
+                        % {"max": MAX_PER_STRATUM}
+                    }
+                )
+            ratios = protocol_ratios(protocol)
+            problems = rules.block_size_errors(ratios, protocol.block_sizes)
+            if problems:
+                raise ValidationError(problems)
+            entries = rules.generate(
+                strata=protocol_strata(protocol),
+                ratios=ratios,
+                block_sizes=protocol.block_sizes,
+                per_stratum=per_stratum,
+                rng=rng or secrets.SystemRandom(),
+            )
+            return _create_list(
+                user=user,
+                protocol=protocol,
+                source=ListSource.GENERATED,
+                entries=entries,
+                per_stratum=per_stratum,
+                note=note,
+                idempotency_key=idempotency_key,
+            )
+    except IntegrityError:
+        _refuse_repeat(idempotency_key)
+        raise
 
 
-@transaction.atomic
 def randomization_list_upload(
-    *, user, csv_text: str, note: str = "", protocol: Protocol | None = None
+    *,
+    user,
+    csv_text: str,
+    note: str = "",
+    protocol: Protocol | None = None,
+    idempotency_key: UUID | None = None,
 ) -> RandomizationList:
     """A statistician's list: all of it or none of it. Every error names its line; the
-    blocks must also pass the report's checks (allowed sizes, exact ratio)."""
+    blocks must also pass the report's checks (allowed sizes, exact ratio). Once per key,
+    as a generated list."""
     _require_administrator(user)
-    protocol = protocol or Protocol.objects.get(is_current=True)
-    ratios = protocol_ratios(protocol)
-    strata = [k.code for k in protocol_strata(protocol)]
-    entries, errors = rules.parse_list_csv(csv_text, arm_codes=ratios, stratum_codes=strata)
-    if not errors:
-        for report in rules.list_report(
-            entries, strata=strata, ratios=ratios, block_sizes=protocol.block_sizes
-        ):
-            errors += [f"{report.stratum}: {p}" for p in report.problems]
-    if errors:
-        raise ValidationError({"file": errors})
-    return _create_list(
-        user=user,
-        protocol=protocol,
-        source=ListSource.UPLOADED,
-        entries=entries,
-        per_stratum=0,
-        note=note,
-    )
+    try:
+        with transaction.atomic():
+            _refuse_repeat(idempotency_key)
+            protocol = protocol or Protocol.objects.get(is_current=True)
+            ratios = protocol_ratios(protocol)
+            strata = [k.code for k in protocol_strata(protocol)]
+            entries, errors = rules.parse_list_csv(csv_text, arm_codes=ratios, stratum_codes=strata)
+            if not errors:
+                for report in rules.list_report(
+                    entries, strata=strata, ratios=ratios, block_sizes=protocol.block_sizes
+                ):
+                    errors += [f"{report.stratum}: {p}" for p in report.problems]
+            if errors:
+                raise ValidationError({"file": errors})
+            return _create_list(
+                user=user,
+                protocol=protocol,
+                source=ListSource.UPLOADED,
+                entries=entries,
+                per_stratum=0,
+                note=note,
+                idempotency_key=idempotency_key,
+            )
+    except IntegrityError:
+        _refuse_repeat(idempotency_key)
+        raise
 
 
 @transaction.atomic

@@ -6,16 +6,17 @@ import uuid
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_tables2 import RequestConfig
 
 from enrollment.selectors import latest_screening, participant_for_user, randomization_gate
 from trialsite.access import access_for, role_required
+from trialsite.forms import add_service_errors
 from trialsite.models import Protocol, Role
 
 from . import rules, selectors, services
@@ -27,6 +28,8 @@ from .tables import RosterTable
 ALL_ROLES = tuple(Role)
 SITE_STAFF = (Role.COORDINATOR, Role.INVESTIGATOR)
 ROSTER_PAGE_SIZE = 50
+# A generated list has thousands of entries per stratum.
+ENTRIES_PAGE_SIZE = 500
 
 
 def _current_protocol() -> Protocol:
@@ -73,21 +76,45 @@ def list_index(request):
     return render(request, "arms/list_index.html", context)
 
 
+def _stored_list_response(request, form, service, success: str, **arguments):
+    """Calls a list service with the form's key and note: the redirect to the new draft, or
+    to the list that the same form stored before; None when the errors go onto the form."""
+    try:
+        randomization_list = service(
+            user=request.user,
+            note=form.cleaned_data["note"],
+            idempotency_key=form.cleaned_data["idempotency_key"],
+            **arguments,
+        )
+    except services.ListAlreadyStored as exc:
+        messages.info(request, exc.messages[0])
+        return redirect("arms:list_detail", pk=exc.randomization_list.pk)
+    except ValidationError as exc:
+        add_service_errors(form, exc)
+        return None
+    counts = randomization_list.strata.aggregate(
+        strata=Count("pk", distinct=True), entries=Count("entries")
+    )
+    messages.success(request, success % {"pk": randomization_list.pk, **counts})
+    return redirect("arms:list_detail", pk=randomization_list.pk)
+
+
 @role_required(Role.ADMINISTRATOR)
 def list_generate(request):
     form = GenerateListForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
-            randomization_list = services.randomization_list_generate(
-                user=request.user,
-                per_stratum=form.cleaned_data["per_stratum"],
-                note=form.cleaned_data["note"],
-            )
-        except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            messages.success(request, _("Draft list generated. Check its report before use."))
-            return redirect("arms:list_detail", pk=randomization_list.pk)
+        response = _stored_list_response(
+            request,
+            form,
+            services.randomization_list_generate,
+            _(
+                "Draft list %(pk)s generated: %(entries)s entries in %(strata)s strata. "
+                "Check its report before use."
+            ),
+            per_stratum=form.cleaned_data["per_stratum"],
+        )
+        if response:
+            return response
     return render(request, "arms/list_form.html", {"form": form, "title": _("Generate a list")})
 
 
@@ -95,17 +122,18 @@ def list_generate(request):
 def list_upload(request):
     form = UploadListForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        try:
-            randomization_list = services.randomization_list_upload(
-                user=request.user,
-                csv_text=form.cleaned_data["file"],
-                note=form.cleaned_data["note"],
-            )
-        except ValidationError as exc:
-            form.add_error(None, exc)  # a dict names the file field itself
-        else:
-            messages.success(request, _("List stored as a draft. Check its report before use."))
-            return redirect("arms:list_detail", pk=randomization_list.pk)
+        response = _stored_list_response(
+            request,
+            form,
+            services.randomization_list_upload,
+            _(
+                "List %(pk)s stored as a draft: %(entries)s entries in %(strata)s strata. "
+                "Check its report before use."
+            ),
+            csv_text=form.cleaned_data["file"],
+        )
+        if response:
+            return response
     return render(
         request, "arms/list_form.html", {"form": form, "title": _("Upload a statistician's list")}
     )
@@ -136,10 +164,9 @@ def list_entries(request, pk: int):
         .select_related("stratum", "arm", "allocation__participant")
         .order_by("stratum__code", "sequence")
     )
+    page = Paginator(entries, ENTRIES_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
-        request,
-        "arms/list_entries.html",
-        {"randomization_list": randomization_list, "entries": entries},
+        request, "arms/list_entries.html", {"randomization_list": randomization_list, "page": page}
     )
 
 
@@ -230,13 +257,8 @@ def randomize(request, study_number: str):
 @role_required(*ALL_ROLES)
 def allocation_detail(request, study_number: str):
     allocation = selectors.allocation_for_user(request.user, study_number)
-    site_zone = allocation.participant.site.zone
     context = {
         "allocation": allocation,
-        # Formatted here: the template would turn an aware datetime back into UTC.
-        "randomized_local": timezone.localtime(allocation.randomized_at, site_zone).strftime(
-            "%Y-%m-%d %H:%M"
-        ),
         "can_mark_in_error": access_for(request.user).has(Role.ADMINISTRATOR),
     }
     return render(request, "arms/allocation_detail.html", context)

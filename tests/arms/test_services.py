@@ -6,7 +6,6 @@ from decimal import Decimal
 import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
-from django.utils import timezone
 
 from arms import rules, selectors, services
 from arms.models import (
@@ -23,6 +22,7 @@ from arms.models import (
 from enrollment.models import Screening
 from tests.factories import ready_participant
 from trialsite.audit import audited_save
+from trialsite.clock import site_today
 
 pytestmark = pytest.mark.django_db
 
@@ -45,8 +45,73 @@ def test_generation_stores_every_stratum_of_the_protocol_in_complete_blocks(
     reports = selectors.list_report(randomization_list)
     assert [r.problems for r in reports] == [[], [], [], []]
     assert all(20 <= r.entries <= 25 for r in reports)
-    # Every entry is in the audit trail.
-    assert ListEntry.history.count() == ListEntry.objects.count() == sum(r.entries for r in reports)
+    assert ListEntry.objects.count() == sum(r.entries for r in reports)
+
+
+def test_a_generated_list_is_one_audit_event_with_its_counts_and_hash(
+    protocol, site_a, site_b, administrator, coordinator_a, investigator_a
+):
+    randomization_list = services.randomization_list_generate(user=administrator, per_stratum=20)
+    count = ListEntry.objects.count()
+    written = rules.list_sha256(selectors.list_entries(randomization_list))
+    assert randomization_list.written_sha256 == written
+    (event,) = randomization_list.history.all()
+    assert (event.history_type, event.history_user, event.history_change_reason) == (
+        "+",
+        administrator,
+        f"Generated: {count} entries in 4 strata, SHA-256 {written[:12]}…",
+    )
+    assert event.written_sha256 == written
+    assert not ListEntry.history.exists()
+    # Locking hashes the same text: an untouched draft keeps its hash.
+    randomization_list = services.randomization_list_activate(
+        user=administrator, randomization_list=randomization_list
+    )
+    participant = ready_participant(site=site_a, user=coordinator_a, investigator=investigator_a)
+    services.participant_randomize(
+        participant=participant, user=coordinator_a, idempotency_key=uuid.uuid4()
+    )
+    randomization_list.refresh_from_db()
+    assert randomization_list.sha256 == written
+
+
+def test_a_list_is_stored_once_per_key(protocol, site_a, site_b, administrator):
+    key = uuid.uuid4()
+    first = services.randomization_list_generate(
+        user=administrator, per_stratum=6, idempotency_key=key
+    )
+    entries = ListEntry.objects.count()
+    for again in (
+        lambda: services.randomization_list_generate(
+            user=administrator, per_stratum=9, idempotency_key=key
+        ),
+        lambda: services.randomization_list_upload(
+            user=administrator,
+            csv_text=rules.canonical_text(selectors.list_entries(first)),
+            idempotency_key=key,
+        ),
+    ):
+        with pytest.raises(services.ListAlreadyStored) as exc:
+            again()
+        assert exc.value.randomization_list == first
+        assert exc.value.messages == [
+            f"This request was already received: it stored list {first.pk}, nothing more."
+        ]
+    assert RandomizationList.objects.get() == first
+    assert ListEntry.objects.count() == entries
+
+
+def test_an_uploaded_list_is_one_audit_event(protocol, site_a, site_b, administrator):
+    generated = services.randomization_list_generate(user=administrator, per_stratum=6)
+    text = rules.canonical_text(selectors.list_entries(generated))
+    uploaded = services.randomization_list_upload(user=administrator, csv_text=text)
+    (event,) = uploaded.history.all()
+    sha = rules.list_sha256(selectors.list_entries(uploaded))
+    assert uploaded.written_sha256 == generated.written_sha256 == sha
+    assert event.history_change_reason == (
+        f"Uploaded: {text.count(chr(10)) - 1} entries in 4 strata, SHA-256 {sha[:12]}…"
+    )
+    assert not ListEntry.history.exists()
 
 
 def test_two_generated_lists_differ(protocol, site_a, site_b, administrator):
@@ -507,7 +572,7 @@ def test_a_withdrawal_recorded_first_stops_the_randomization(ready_a, coordinato
         participant=ready_a,
         user=coordinator_a,
         scope="treatment",
-        withdrawn_on=timezone.localdate(timezone=ready_a.site.zone),
+        withdrawn_on=site_today(ready_a.site),
         reason="Family asked to stop",
     )
     with pytest.raises(ValidationError) as excinfo:

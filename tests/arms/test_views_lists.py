@@ -1,5 +1,7 @@
 """The concealed lists: only the trial administrator reaches them, and every look is logged."""
 
+import random
+import re
 import uuid
 
 import pytest
@@ -120,6 +122,152 @@ def test_generate_then_activate_through_the_pages(protocol, site_a, administrato
     client.post(reverse("arms:list_activate", args=[randomization_list.pk]))
     randomization_list.refresh_from_db()
     assert randomization_list.status == "active"
+
+
+def generate_box(client) -> tuple[str, dict]:
+    """The Generate box of the lists page, as a browser reads it: where it posts, and its
+    hidden key."""
+    page = client.get(reverse("arms:list_index")).content.decode()
+    form = re.search(r"<form[^>]*data-submit-once[^>]*>.*?</form>", page, re.S).group(0)
+    action = re.search(r'action="([^"]*)"', form).group(1)
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', form).group(1)
+    return action, {"idempotency_key": key}
+
+
+def test_the_generate_box_of_the_lists_page_stores_one_draft_and_lands_on_it(
+    protocol, site_a, site_b, administrator, client_for
+):
+    client = client_for(administrator)
+    action, hidden = generate_box(client)
+    response = client.post(action, {**hidden, "per_stratum": 12, "note": "first"}, follow=True)
+    randomization_list = RandomizationList.objects.get()
+    assert response.redirect_chain == [
+        (reverse("arms:list_detail", args=[randomization_list.pk]), 302)
+    ]
+    assert (randomization_list.status, randomization_list.note) == ("draft", "first")
+    assert str(randomization_list.idempotency_key) == hidden["idempotency_key"]
+    reports = response.context["reports"]
+    assert [r.stratum for r in reports] == [
+        "SHE-severe",
+        "SHE-critical",
+        "WUH-severe",
+        "WUH-critical",
+    ]
+    assert all(12 <= r.entries <= 17 and r.ok for r in reports)
+    entries = sum(r.entries for r in reports)
+    assert [str(m) for m in response.context["messages"]] == [
+        f"Draft list {randomization_list.pk} generated: {entries} entries in 4 strata. "
+        "Check its report before use."
+    ]
+
+
+def test_a_second_post_with_the_same_key_stores_nothing_and_goes_to_the_first_list(
+    protocol, site_a, site_b, administrator, client_for
+):
+    client = client_for(administrator)
+    action, hidden = generate_box(client)
+    first = client.post(action, {**hidden, "per_stratum": 12}, follow=True)
+    randomization_list = RandomizationList.objects.get()
+    entries = ListEntry.objects.count()
+    second = client.post(action, {**hidden, "per_stratum": 12}, follow=True)
+    assert RandomizationList.objects.get() == randomization_list
+    assert ListEntry.objects.count() == entries
+    detail = reverse("arms:list_detail", args=[randomization_list.pk])
+    assert first.redirect_chain == [(detail, 302)]
+    assert second.redirect_chain == [(detail, 302)]
+    assert [str(m) for m in second.context["messages"]] == [
+        f"This request was already received: it stored list {randomization_list.pk}, nothing more."
+    ]
+    # A fresh page is a fresh request.
+    _action, fresh = generate_box(client)
+    assert fresh != hidden
+    client.post(action, {**fresh, "per_stratum": 12})
+    assert RandomizationList.objects.count() == 2
+
+
+def test_a_refused_generation_keeps_the_input_beside_the_field(
+    protocol, site_a, administrator, client_for
+):
+    client = client_for(administrator)
+    action, hidden = generate_box(client)
+    response = client.post(action, {**hidden, "per_stratum": 10_001, "note": "too long"})
+    assert response.status_code == 200
+    form = response.context["form"]
+    assert form.errors == {"per_stratum": ["Ensure this value is less than or equal to 10000."]}
+    assert (form["note"].value(), form["idempotency_key"].value()) == (
+        "too long",
+        hidden["idempotency_key"],
+    )
+    assert not RandomizationList.objects.exists()
+
+
+def test_an_upload_sent_twice_stores_one_list(protocol, site_a, administrator, client_for):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    text = rules.canonical_text(
+        rules.generate(
+            strata=selectors.protocol_strata(protocol),
+            ratios=selectors.protocol_ratios(protocol),
+            block_sizes=protocol.block_sizes,
+            per_stratum=6,
+            rng=random.Random(4),  # noqa: S311
+        )
+    ).encode()
+    client = client_for(administrator)
+    key = str(uuid.uuid4())
+    for _ in range(2):
+        response = client.post(
+            reverse("arms:list_upload"),
+            {"file": SimpleUploadedFile("list.csv", text), "idempotency_key": key},
+        )
+    randomization_list = RandomizationList.objects.get()
+    assert randomization_list.source == "uploaded"
+    assert response["Location"] == reverse("arms:list_detail", args=[randomization_list.pk])
+
+
+def test_the_audit_trail_shows_a_10000_entry_list_as_one_event(
+    protocol, site_a, site_b, administrator, client_for
+):
+    client = client_for(administrator)
+    before = len(client.get(reverse("audit_log")).context["entries"])
+    client.post(reverse("arms:list_generate"), {"per_stratum": 2_500})
+    randomization_list = RandomizationList.objects.get()
+    assert ListEntry.objects.count() >= 10_000
+    entries = client.get(reverse("audit_log")).context["entries"]
+    # The list's event, and one per stratum (site x severity), whatever the list's length.
+    assert len(entries) == before + 1 + 4
+    assert [e.model for e in entries].count("list entry") == 0
+    (event,) = [e for e in entries if e.model == "randomization list"]
+    count = ListEntry.objects.count()
+    assert (event.who, event.action, event.reason) == (
+        "adam",
+        "Created",
+        f"Generated: {count} entries in 4 strata, "
+        f"SHA-256 {randomization_list.written_sha256[:12]}…",
+    )
+    assert randomization_list.written_sha256 == rules.list_sha256(
+        selectors.list_entries(randomization_list)
+    )
+    # The entries themselves are one link away, a page at a time.
+    detail = client.get(reverse("arms:list_detail", args=[randomization_list.pk]))
+    assert reverse("arms:list_entries", args=[randomization_list.pk]) in detail.content.decode()
+    assert randomization_list.written_sha256 in detail.content.decode()
+    page = client.get(reverse("arms:list_entries", args=[randomization_list.pk]))
+    assert len(page.context["page"]) == 500
+    assert page.context["page"].paginator.count == count
+
+
+def test_generation_takes_a_bounded_number_of_queries(
+    protocol, site_a, site_b, administrator, django_assert_max_num_queries
+):
+    # 10,000 entries: 51 INSERTs on SQLite (199 rows each, its limit of 999 parameters), 10
+    # on PostgreSQL; 48 for the list, its four strata and their audit events (checks
+    # included), whatever the list's length. One history row per entry was 100 more.
+    with django_assert_max_num_queries(100):
+        services.randomization_list_generate(
+            user=administrator, per_stratum=2_500, idempotency_key=uuid.uuid4()
+        )
+    assert ListEntry.objects.count() >= 10_000
 
 
 def test_a_bad_upload_shows_the_line_errors_on_the_file_field(
