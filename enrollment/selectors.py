@@ -12,10 +12,10 @@ from datetime import date
 
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from trialsite.access import access_for, scope_to_sites
+from trialsite.clock import site_today
 from trialsite.models import Protocol, Role
 
 from . import rules
@@ -45,10 +45,6 @@ def dosing_inputs(protocol: Protocol) -> list[str]:
     from dosing.rules import adjustment_inputs
 
     return adjustment_inputs(DoseSchedule.objects.filter(arm__protocol=protocol))
-
-
-def site_today(participant: Participant) -> date:
-    return timezone.localdate(timezone=participant.site.zone)
 
 
 # --- Access ---------------------------------------------------------------------------------
@@ -178,15 +174,37 @@ def consort_counts(user) -> ConsortCounts:
 # --- Consent ------------------------------------------------------------------------------------
 
 
+def _in_force(versions: list[ConsentVersion], on: date) -> dict[str, ConsentVersion]:
+    """Language -> the latest effective date not after `on`, from versions ordered newest
+    first within each language."""
+    current: dict[str, ConsentVersion] = {}
+    for version in versions:
+        if version.effective_date <= on:
+            current.setdefault(version.language, version)
+    return current
+
+
+def _versions_newest_first(protocol: Protocol | None) -> QuerySet[ConsentVersion]:
+    return ConsentVersion.objects.filter(protocol=protocol or current_protocol()).order_by(
+        "language", "-effective_date", "-pk"
+    )
+
+
 def current_versions(*, on: date, protocol: Protocol | None = None) -> dict[str, ConsentVersion]:
     """Language -> the version in force on `on`: the latest effective date not after it."""
-    protocol = protocol or current_protocol()
-    current: dict[str, ConsentVersion] = {}
-    for version in ConsentVersion.objects.filter(
-        protocol=protocol, effective_date__lte=on
-    ).order_by("language", "-effective_date", "-pk"):
-        current.setdefault(version.language, version)
-    return current
+    return _in_force(list(_versions_newest_first(protocol).filter(effective_date__lte=on)), on)
+
+
+def versions_in_force_at(sites, *, protocol: Protocol | None = None) -> set[int]:
+    """Ids of the versions in force today at any of `sites`, each on its own date: a
+    version effective from today is already current in Shanghai while UTC is still on
+    yesterday."""
+    versions = list(_versions_newest_first(protocol))
+    return {
+        version.pk
+        for today in {site_today(site) for site in sites}
+        for version in _in_force(versions, today).values()
+    }
 
 
 def latest_consent(participant: Participant) -> Consent | None:
@@ -197,7 +215,7 @@ def has_current_consent(participant: Participant, *, on: date | None = None) -> 
     consent = latest_consent(participant)
     if consent is None:
         return False
-    current = current_versions(on=on or site_today(participant))
+    current = current_versions(on=on or site_today(participant.site))
     return consent.version_id in {v.pk for v in current.values()}
 
 
@@ -214,9 +232,18 @@ def open_reconsent_tasks(user) -> QuerySet[ReconsentTask]:
 def version_reconsent_due(user, *, on: date | None = None) -> list[tuple[Participant, Consent]]:
     """Participants still on study whose latest consent is on a version no longer current.
 
+    Each participant's site decides which versions are current today (or `on`, if given).
     Three queries whatever the number of participants: versions, participants, consents.
     """
-    current_ids = {v.pk for v in current_versions(on=on or timezone.localdate()).values()}
+    versions = list(_versions_newest_first(None))
+    current_ids_on: dict[date, set[int]] = {}
+
+    def current_ids(site) -> set[int]:
+        today = on or site_today(site)
+        if today not in current_ids_on:
+            current_ids_on[today] = {v.pk for v in _in_force(versions, today).values()}
+        return current_ids_on[today]
+
     participants = (
         participants_for_user(user)
         .filter(consents__isnull=False)
@@ -233,7 +260,7 @@ def version_reconsent_due(user, *, on: date | None = None) -> list[tuple[Partici
     due = []
     for participant in participants.order_by("site__code", "sequence"):
         consent = latest_by_participant[participant.pk]
-        if consent.version_id not in current_ids:
+        if consent.version_id not in current_ids(participant.site):
             due.append((participant, consent))
     return due
 

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 
 from trialsite.access import access_for
 from trialsite.audit import audited_save
+from trialsite.clock import site_today
 from trialsite.models import Protocol, Role, Site
 from trialsite.signatures import signature_verify
 
@@ -79,7 +80,7 @@ def participant_register(
     is written, in this transaction; a rejected registration takes no number."""
     protocol = current_protocol()
     problem = rules.date_of_birth_error(
-        date_of_birth, today=timezone.localdate(timezone=site.zone), protocol_rules=protocol.rules
+        date_of_birth, today=site_today(site), protocol_rules=protocol.rules
     )
     if problem:
         raise ValidationError({"date_of_birth": problem})
@@ -139,7 +140,7 @@ def participant_screen(
         raise ValidationError(refusal)
     protocol = protocol or current_protocol()
     criteria = list(protocol.criteria.all())
-    today = timezone.localdate(timezone=participant.site.zone)
+    today = site_today(participant.site)
     answers = {
         **answers,
         # From the registry and the consent records, not typed again.
@@ -215,7 +216,7 @@ def consent_record(
     if existing := _existing(Consent, submission_token):
         return existing
     zone = participant.site.zone
-    today = timezone.localdate(timezone=zone)
+    today = site_today(participant.site)
     errors: dict[str, str] = {}
     if consented_at > timezone.now():
         errors["consented_at"] = _("The time of consent cannot be in the future.")
@@ -279,7 +280,7 @@ def consent_refusal_record(
     """Idempotent per submission token."""
     if existing := _existing(ConsentRefusal, submission_token):
         return existing
-    if refused_on > timezone.localdate(timezone=participant.site.zone):
+    if refused_on > site_today(participant.site):
         raise ValidationError({"refused_on": _("The date cannot be in the future.")})
     return audited_save(
         ConsentRefusal(
@@ -310,7 +311,7 @@ def withdrawal_record(
     # The participant's row lock orders this against a randomization in progress: either it
     # sees the withdrawal in its gate, or its doses exist here to be cancelled.
     Participant.objects.select_for_update().filter(pk=participant.pk).first()
-    if withdrawn_on > timezone.localdate(timezone=participant.site.zone):
+    if withdrawn_on > site_today(participant.site):
         raise ValidationError({"withdrawn_on": _("The date cannot be in the future.")})
     if not participant.consents.exists():
         raise ValidationError(_("There is no consent to withdraw."))

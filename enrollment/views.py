@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 
 from arms.models import Allocation
 from trialsite.access import access_for, role_required, sites_for_user
+from trialsite.clock import site_today
 from trialsite.forms import add_service_errors
 from trialsite.models import Protocol, Role
 
@@ -121,7 +122,7 @@ def participant_screen(request, study_number: str):
         criteria=criteria,
         sex=participant.sex,
         dosing_inputs=selectors.dosing_inputs(protocol),
-        initial={"screening_date": selectors.site_today(participant)},
+        initial={"screening_date": site_today(participant.site)},
     )
     if request.method == "POST" and form.is_valid():
         try:
@@ -173,7 +174,7 @@ def screening_log(request):
 def consent_record(request, study_number: str):
     participant = selectors.participant_for_user(request.user, study_number, *WRITERS)
     with timezone.override(participant.site.zone):
-        current = selectors.current_versions(on=selectors.site_today(participant))
+        current = selectors.current_versions(on=site_today(participant.site))
         versions = ConsentVersion.objects.filter(pk__in=[v.pk for v in current.values()])
         form = ConsentForm(request.POST or None, versions=versions)
         if request.method == "POST" and form.is_valid():
@@ -261,7 +262,7 @@ def consent_version_list(request):
         "versions": ConsentVersion.objects.select_related("protocol").order_by(
             "language", "-effective_date"
         ),
-        "current": {v.pk for v in selectors.current_versions(on=timezone.localdate()).values()}
+        "current": selectors.versions_in_force_at(sites_for_user(request.user))
         if Protocol.objects.filter(is_current=True).exists()
         else set(),
         "can_manage": access_for(request.user).has(Role.ADMINISTRATOR),

@@ -32,6 +32,7 @@ from dosing.services import (
     reminders_dispatch,
 )
 from tests.dosing.conftest import MRN, NAME, randomize, screened_participant, site_time
+from trialsite.clock import site_today
 
 pytestmark = pytest.mark.django_db
 
@@ -486,7 +487,7 @@ def test_the_enrollment_withdrawal_service_cancels_future_reminders(
         participant=participant,
         user=coordinator_a,
         scope="treatment",
-        withdrawn_on=timezone.localdate(timezone=site_a.zone),
+        withdrawn_on=site_today(site_a),
         reason="Declined further tablets",
     )
     assert not Reminder.objects.filter(participant=participant, status="pending").exists()

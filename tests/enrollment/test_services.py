@@ -28,7 +28,11 @@ from enrollment.models import (
     Signer,
     Withdrawal,
 )
-from enrollment.selectors import randomization_gate, version_reconsent_due
+from enrollment.selectors import (
+    randomization_gate,
+    version_reconsent_due,
+    versions_in_force_at,
+)
 from tests.enrollment.conftest import MRN, NAME, eligible_answers, site_today
 from tests.factories import (
     PASSWORD,
@@ -298,6 +302,27 @@ def test_an_lar_consent_needs_name_and_relationship(participant_a, coordinator_a
         record_consent(participant_a, coordinator_a, consent_version, witness_needed=True)
     assert caught.value.message_dict == {"witness_name": ["Name the impartial witness."]}
     assert Consent.objects.count() == 0
+
+
+def test_a_version_in_force_from_the_sites_today_is_current_before_utcs_midnight(
+    participant_a, coordinator_a, consent_version, site_a
+):
+    """At 00:01 in Shanghai (16:01 UTC, still yesterday in UTC) a version effective from
+    today is the one in force at the site: its participants on the older one are due."""
+    with time_machine.travel(datetime.datetime(2026, 11, 25, 15, 0, tzinfo=datetime.UTC)):
+        record_consent(participant_a, coordinator_a, consent_version)
+    with time_machine.travel(datetime.datetime(2026, 11, 25, 16, 1, tzinfo=datetime.UTC)):
+        newer = ConsentVersionFactory(
+            version="2.0",
+            irb_approval_date=datetime.date(2026, 11, 20),
+            effective_date=datetime.date(2026, 11, 26),
+        )
+        due = version_reconsent_due(coordinator_a)
+        assert [(p.study_number, c.version.version) for p, c in due] == [("SHE-0001", "1.0")]
+        assert versions_in_force_at([site_a]) == {newer.pk}
+        # Re-consented a minute into the site's day: on study on the version in force.
+        assert record_consent(participant_a, coordinator_a, newer, at=timezone.now()).version
+        assert version_reconsent_due(coordinator_a) == []
 
 
 def test_lar_consent_opens_a_task_that_in_person_consent_closes(
