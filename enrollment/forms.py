@@ -11,7 +11,7 @@ from crispy_forms.layout import Layout, Submit
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from dosing.rules import ADJUSTMENT_INPUTS
+from trialsite.core.protocol import BASELINE_INPUTS
 
 from . import rules
 from .layout import TextFieldset
@@ -109,6 +109,7 @@ def _input_field(name: str, label_prefix: str) -> forms.Field:
             label=label(_("PaO2/FiO2 (mmHg)")), min_value=0, max_value=1000, required=False
         ),
         "imaging_progression": lambda: forms.BooleanField(
+            # xgettext:no-python-format
             label=label(_("Lesions progressing > 50% on imaging within 24 to 48 hours")),
             required=False,
         ),
@@ -169,7 +170,7 @@ class ScreeningForm(forms.Form):
         # but asked here, before randomization, so that no arm's plan waits on them.
         for name in dosing_inputs:
             self.fields[name] = forms.DecimalField(
-                label=ADJUSTMENT_INPUTS[name],
+                label=BASELINE_INPUTS[name],
                 min_value=0,
                 max_value=250,
                 max_digits=5,

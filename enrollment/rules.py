@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 
 
 class Outcome(StrEnum):
@@ -116,6 +117,16 @@ def severity_supported(findings: Answers, thresholds: Mapping[str, Any]) -> str:
     return "moderate"
 
 
+def severity_name(severity: str) -> str:
+    """A severity as a reason's sentence names it, in the active language."""
+    names = {
+        "moderate": pgettext("severity in a sentence", "moderate"),
+        "severe": pgettext("severity in a sentence", "severe"),
+        "critical": pgettext("severity in a sentence", "critical"),
+    }
+    return names.get(severity, severity)
+
+
 def severity_error(severity: str, findings: Answers, thresholds: Mapping[str, Any]) -> str | None:
     """Why a recorded severity is not the one its findings support; None when it is."""
     supported = severity_supported(findings, thresholds)
@@ -135,8 +146,8 @@ def severity_error(severity: str, findings: Answers, thresholds: Mapping[str, An
             "ratio": thresholds["pao2_fio2_max"],
         }
     return _("The findings recorded show %(supported)s disease, not %(severity)s.") % {
-        "supported": supported,
-        "severity": severity,
+        "supported": severity_name(supported),
+        "severity": severity_name(severity),
     }
 
 
@@ -173,11 +184,11 @@ def diagnosis_window(answers: Answers, criterion: Criterion, protocol_rules: Map
         ) % {"days": days, "max": max_days}
     if severity not in severities:
         return Outcome.FAILED, _("Severity %(severity)s is not %(allowed)s") % {
-            "severity": severity,
-            "allowed": _(" or ").join(severities),
+            "severity": severity_name(severity),
+            "allowed": _(" or ").join(severity_name(s) for s in severities),
         }
     return Outcome.MET, _("%(severity)s, diagnosed %(days)s days before screening") % {
-        "severity": severity.capitalize(),
+        "severity": severity_name(severity).capitalize(),
         "days": days,
     }
 
