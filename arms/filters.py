@@ -1,8 +1,8 @@
 import django_filters
 from django.utils.translation import gettext_lazy as _
 
-from trialsite.access import sites_for_user
-from trialsite.models import Protocol
+from trialsite.core.access import sites_for_user
+from trialsite.core.models import Protocol
 
 from .models import Allocation, Arm
 from .selectors import RosterStatus, roster_with_status

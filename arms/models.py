@@ -5,8 +5,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from trialsite.audit import AuditedModel
-from trialsite.models import Protocol, Site
+from trialsite.core.audit import AuditedModel
+from trialsite.core.models import Protocol, Site
 
 
 class ArmType(models.TextChoices):
@@ -61,7 +61,7 @@ class RandomizationList(AuditedModel):
     later check it was not altered (`arms.selectors.list_fingerprint`).
     """
 
-    # Allocation concealment: its audit trail is the administrator's only (trialsite.selectors).
+    # Allocation concealment: its audit trail is the administrator's only (core.selectors).
     audit_concealed = True
 
     protocol = models.ForeignKey(Protocol, on_delete=models.PROTECT, related_name="+")
@@ -118,7 +118,7 @@ class Stratum(AuditedModel):
     """Site x severity within one list. Randomization locks this row, so allocations within
     a stratum are serialised and its entries are used strictly in sequence."""
 
-    # Allocation concealment: its audit trail is the administrator's only (trialsite.selectors).
+    # Allocation concealment: its audit trail is the administrator's only (core.selectors).
     audit_concealed = True
 
     randomization_list = models.ForeignKey(
@@ -160,7 +160,7 @@ class ListEntry(AuditedModel):
     would be a fault) is still recorded with its reason.
     """
 
-    # Allocation concealment: its audit trail is the administrator's only (trialsite.selectors).
+    # Allocation concealment: its audit trail is the administrator's only (core.selectors).
     audit_concealed = True
 
     stratum = models.ForeignKey(Stratum, on_delete=models.PROTECT, related_name="entries")

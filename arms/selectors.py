@@ -10,11 +10,10 @@ from datetime import datetime
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
-from django.utils.translation import gettext as _
 
 from enrollment.models import Withdrawal
-from trialsite.access import scope_to_sites
-from trialsite.models import Protocol, Site
+from trialsite.core.access import scope_to_sites
+from trialsite.core.models import Protocol, Site
 
 from . import rules
 from .models import (
@@ -26,6 +25,7 @@ from .models import (
     RandomizationList,
     Stratum,
 )
+from .signals import roster_progress
 
 
 def protocol_ratios(protocol: Protocol) -> dict[str, int]:
@@ -166,12 +166,13 @@ def roster_with_status(queryset: QuerySet[Allocation], status: str) -> QuerySet[
     return queryset
 
 
-# --- Hooks for the later issues: their columns stay empty until they exist -------------------
+# --- The roster's clinical columns, filled by the apps above through a signal ----------------
 
 
 @dataclass(frozen=True)
 class ClinicalProgress:
-    """What the dosing and outcomes issues add to a roster row. Empty strings until they do."""
+    """What the apps above arms add to a roster row (dosing its progress and next dose;
+    outcomes, when it answers, the WHO score and open adverse events). Empty until they do."""
 
     dosing_progress: str = ""
     next_due_at: datetime | None = None
@@ -181,48 +182,15 @@ class ClinicalProgress:
 
 
 def roster_clinical_progress(rows: list[Allocation]) -> dict[int, ClinicalProgress]:
-    """Participant id -> progress, for one page of the roster at once (three queries, however
-    many rows). Dosing: "given/total infusions" (intravenous schedules) or "doses", and the
-    earliest open dose. The WHO score and open adverse events stay empty until the outcomes
-    issue provides them here."""
-    from dosing.models import OPEN_DOSE_STATUSES, DoseSchedule, DoseStatus, ScheduledDose
-    from dosing.selectors import dosing_summary
-
+    """Participant id -> progress, for one page of the roster at once: each app that fills
+    columns answers `roster_progress` for the whole page (a fixed number of queries each)."""
     if not rows:
         return {}
-    participant_ids = [row.participant_id for row in rows]
-    summary = dosing_summary(participant_ids)
-    routes: dict[int, set[str]] = defaultdict(set)
-    for arm_id, route in DoseSchedule.objects.filter(
-        arm_id__in={row.arm_id for row in rows}
-    ).values_list("arm_id", "route"):
-        routes[arm_id].add(route)
-    next_open = {}
-    for dose in (
-        ScheduledDose.objects.filter(
-            participant_id__in=participant_ids, status__in=OPEN_DOSE_STATUSES
-        )
-        .order_by("participant_id", "due_at")
-        .values("participant_id", "due_at", "status")
-    ):
-        next_open.setdefault(dose["participant_id"], dose)
-    progress = {}
-    for row in rows:
-        counts = summary.get(row.participant_id)
-        if not counts:
-            continue
-        template = (
-            _("%(given)s/%(total)s infusions")
-            if routes[row.arm_id] == {"intravenous"}
-            else _("%(given)s/%(total)s doses")
-        )
-        due = next_open.get(row.participant_id) or {}
-        progress[row.participant_id] = ClinicalProgress(
-            dosing_progress=template % {"given": counts["given"], "total": counts["total"]},
-            next_due_at=due.get("due_at"),
-            next_due_overdue=due.get("status") == DoseStatus.OVERDUE,
-        )
-    return progress
+    columns: dict[int, dict] = defaultdict(dict)
+    for _receiver, answer in roster_progress.send(sender=Allocation, rows=rows):
+        for participant_id, values in (answer or {}).items():
+            columns[participant_id].update(values)
+    return {pid: ClinicalProgress(**values) for pid, values in columns.items()}
 
 
 # --- Balance --------------------------------------------------------------------------------------

@@ -21,10 +21,10 @@ from django.utils.translation import gettext as _
 
 from enrollment.models import Participant
 from enrollment.selectors import latest_screening, randomization_gate
-from trialsite.access import access_for
-from trialsite.audit import audited_save
-from trialsite.models import Protocol, Role, RoleAssignment, Site
-from trialsite.queue import enqueue_on_commit
+from trialsite.core.access import access_for
+from trialsite.core.audit import audited_save
+from trialsite.core.models import Protocol, Role, RoleAssignment, Site
+from trialsite.core.queue import enqueue_on_commit
 
 from . import rules
 from .models import (
@@ -41,6 +41,7 @@ from .models import (
     Stratum,
 )
 from .selectors import list_entries, protocol_ratios, protocol_strata
+from .signals import participant_allocated
 
 logger = logging.getLogger(__name__)
 
@@ -408,7 +409,7 @@ def _allocate(
         user=user,
     )
     notice = AllocationNotice.objects.create(allocation=allocation)
-    start_dosing(participant=participant, arm=entry.arm, randomized_at=now, user=user)
+    participant_allocated.send(sender=Allocation, allocation=allocation, user=user)
     from .tasks import allocation_notify
 
     enqueue_on_commit(allocation_notify, notice.pk)
@@ -423,17 +424,6 @@ def _lock_list(*, randomization_list: RandomizationList, user, when) -> None:
     locked.locked_at = when
     locked.sha256 = rules.list_sha256(list_entries(locked))
     audited_save(locked, user=user, reason=_("Locked at the first randomization"))
-
-
-def start_dosing(*, participant: Participant, arm: Arm, randomized_at, user) -> object:
-    """The one call site of the dosing issue's hook, inside the allocation's transaction: the
-    participant's dose schedule exists exactly when the allocation does (a refusal of the
-    schedule, e.g. no screening weight for a per-kg dose, refuses the randomization)."""
-    from dosing.services import participant_dosing_schedule_create
-
-    return participant_dosing_schedule_create(
-        participant=participant, arm=arm, randomized_at=randomized_at, user=user
-    )
 
 
 @transaction.atomic

@@ -5,7 +5,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from enrollment.rules import whole_years
-from trialsite.clock import site_date, site_time_text, site_today, utc_iso
+from trialsite.core.clock import site_date, site_time_text, site_today, utc_iso
 
 from .models import Allocation, AllocationStatus
 from .selectors import ClinicalProgress

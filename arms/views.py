@@ -15,9 +15,9 @@ from django.views.decorators.http import require_POST
 from django_tables2 import RequestConfig
 
 from enrollment.selectors import latest_screening, participant_for_user, randomization_gate
-from trialsite.access import access_for, role_required
-from trialsite.forms import add_service_errors
-from trialsite.models import Protocol, Role
+from trialsite.core.access import access_for, role_required
+from trialsite.core.forms import add_service_errors
+from trialsite.core.models import Protocol, Role
 
 from . import rules, selectors, services
 from .filters import RosterFilter

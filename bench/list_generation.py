@@ -45,9 +45,9 @@ def seed():
     from django.conf import settings
 
     from tests.factories import SiteFactory, user_with_role
-    from trialsite.models import Role
-    from trialsite.protocol import definition_from_toml
-    from trialsite.services import protocol_load
+    from trialsite.core.models import Role
+    from trialsite.core.protocol import definition_from_toml
+    from trialsite.core.services import protocol_load
 
     protocol = protocol_load(definition=definition_from_toml(settings.PROTOCOL_FILE))
     SiteFactory(code="SHE")

@@ -114,9 +114,9 @@ def main() -> None:
             ready_participant,
             user_with_role,
         )
-        from trialsite.models import Role
-        from trialsite.protocol import definition_from_toml
-        from trialsite.services import protocol_load
+        from trialsite.core.models import Role
+        from trialsite.core.protocol import definition_from_toml
+        from trialsite.core.services import protocol_load
 
         protocol_load(definition=definition_from_toml(settings.PROTOCOL_FILE))
         sites = [SiteFactory(code="SHE"), SiteFactory(code="WUH")]

@@ -63,9 +63,9 @@ def seed(total: int) -> None:
     from dosing.models import Reminder, ScheduledDose
     from enrollment.services import participant_register
     from tests.factories import SiteFactory, user_with_role
-    from trialsite.models import Role, Site
-    from trialsite.protocol import definition_from_toml
-    from trialsite.services import protocol_load
+    from trialsite.core.models import Role, Site
+    from trialsite.core.protocol import definition_from_toml
+    from trialsite.core.services import protocol_load
 
     call_command("migrate", verbosity=0)
     Reminder.objects.all().delete()

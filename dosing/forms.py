@@ -11,7 +11,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from trialsite.forms import ReasonField
+from trialsite.core.forms import ReasonField
 
 from .models import AdministrationOutcome
 

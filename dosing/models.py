@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 
 from arms.models import Arm
 from enrollment.models import Participant
-from trialsite.audit import AuditedModel
+from trialsite.core.audit import AuditedModel
 
 from .rules import scientific
 

@@ -8,19 +8,37 @@ is the last instant still inside it, so "overdue" is `now > window_end`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
-
-from django.utils.translation import gettext_lazy as _
-
-from trialsite.protocol import DoseScheduleDef
 
 CALENDAR_DAY = "calendar_day"
 HOURS = "hours"
 # The last instant of a calendar-day window: the next local midnight less the smallest step.
 _INSTANT = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class DoseScheduleDef:
+    """One dose schedule of an arm, as the protocol states it (dosing's protocol section)."""
+
+    product: str
+    route: str
+    study_days: list[int]
+    times: list[str]
+    window_kind: str
+    window_hours: int
+    amount: Decimal
+    amount_unit: str
+    per_kg: bool = False
+    adjustments: list[dict] = field(default_factory=list)
+    notes: str = ""
+    # A recorded amount outside [min, max] x planned is refused as a typing slip.
+    amount_min_fraction: Decimal = Decimal("0.5")
+    amount_max_fraction: Decimal = Decimal("2")
+    # A dose recorded more than this many hours outside its window needs a confirmed reason.
+    far_outside_window_hours: int = 24
 
 
 @dataclass(frozen=True)
@@ -71,11 +89,6 @@ def dose_window(
         spread = timedelta(hours=schedule.window_hours)
         return due_at - spread, due_at + spread
     raise ValueError(f"unknown window kind {schedule.window_kind!r}")
-
-
-# The baseline values a dose adjustment may depend on ("when" in the protocol), with the
-# label under which the screening form asks for them.
-ADJUSTMENT_INPUTS = {"egfr": _("eGFR (mL/min/1.73 m²)")}
 
 
 def adjustment_inputs(schedules) -> list[str]:

@@ -13,12 +13,21 @@ from datetime import datetime, time, timedelta
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from enrollment.models import Participant
-from trialsite.access import scope_to_sites, sites_for_user
-from trialsite.models import Role, Site
+from trialsite.core.access import scope_to_sites, sites_for_user
+from trialsite.core.models import Role, Site
 
-from .models import Administration, DoseStatus, Reminder, ReminderStatus, ScheduledDose
+from .models import (
+    OPEN_DOSE_STATUSES,
+    Administration,
+    DoseSchedule,
+    DoseStatus,
+    Reminder,
+    ReminderStatus,
+    ScheduledDose,
+)
 
 WRITERS = (Role.COORDINATOR, Role.INVESTIGATOR)
 
@@ -144,6 +153,45 @@ def dosing_summary(participant_ids) -> dict[int, dict]:
         r["participant_id"]: {"given": r["given"], "total": r["total"], "overdue": r["overdue"]}
         for r in rows
     }
+
+
+def roster_dosing_columns(rows) -> dict[int, dict]:
+    """The roster's dosing columns for one page of allocations (three queries, however many
+    rows): "given/total infusions" (intravenous schedules) or "doses", and the earliest open
+    dose with whether it is overdue."""
+    participant_ids = [row.participant_id for row in rows]
+    summary = dosing_summary(participant_ids)
+    routes: dict[int, set[str]] = defaultdict(set)
+    for arm_id, route in DoseSchedule.objects.filter(
+        arm_id__in={row.arm_id for row in rows}
+    ).values_list("arm_id", "route"):
+        routes[arm_id].add(route)
+    next_open = {}
+    for dose in (
+        ScheduledDose.objects.filter(
+            participant_id__in=participant_ids, status__in=OPEN_DOSE_STATUSES
+        )
+        .order_by("participant_id", "due_at")
+        .values("participant_id", "due_at", "status")
+    ):
+        next_open.setdefault(dose["participant_id"], dose)
+    columns = {}
+    for row in rows:
+        counts = summary.get(row.participant_id)
+        if not counts:
+            continue
+        template = (
+            _("%(given)s/%(total)s infusions")
+            if routes[row.arm_id] == {"intravenous"}
+            else _("%(given)s/%(total)s doses")
+        )
+        due = next_open.get(row.participant_id) or {}
+        columns[row.participant_id] = {
+            "dosing_progress": template % {"given": counts["given"], "total": counts["total"]},
+            "next_due_at": due.get("due_at"),
+            "next_due_overdue": due.get("status") == DoseStatus.OVERDUE,
+        }
+    return columns
 
 
 REMINDER_TABS = {

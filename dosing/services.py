@@ -27,9 +27,9 @@ from django.utils.translation import gettext as _
 
 from arms.models import Arm
 from enrollment.models import Participant
-from trialsite.audit import audited_save
-from trialsite.clock import site_time_text
-from trialsite.models import Role, RoleAssignment
+from trialsite.core.audit import audited_save
+from trialsite.core.clock import site_time_text
+from trialsite.core.models import Role, RoleAssignment
 
 from . import rules
 from .models import (

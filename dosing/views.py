@@ -13,13 +13,13 @@ from django.utils.translation import gettext_lazy as _lazy
 from django.views.decorators.http import require_POST
 
 from enrollment.selectors import participant_for_user
-from trialsite.access import access_for, role_required, sites_for_user
-from trialsite.forms import add_service_errors
+from trialsite.core.access import access_for, role_required, sites_for_user
+from trialsite.core.forms import add_service_errors
 
 from . import selectors, services
 from .forms import CorrectionForm, DoseRecordForm, VoidForm
 from .models import DoseStatus
-from .rules import plain_amount
+from .rules import plain_amount, plausible_amount_range
 from .selectors import WRITERS
 
 
@@ -45,6 +45,16 @@ def _add_errors(form, exc: ValidationError) -> None:
         form.ask_to_confirm()
 
 
+def _amount_range(dose):
+    if dose.planned_amount is None:
+        return None
+    return plausible_amount_range(
+        dose.planned_amount,
+        min_fraction=dose.schedule.amount_min_fraction,
+        max_fraction=dose.schedule.amount_max_fraction,
+    )
+
+
 @role_required(*WRITERS)
 def dose_record(request, pk: int):
     dose = selectors.dose_for_user(request.user, pk, *WRITERS)
@@ -62,7 +72,13 @@ def dose_record(request, pk: int):
             second=0, microsecond=0, tzinfo=None
         ),
     }
-    form = DoseRecordForm(request.POST or None, initial=initial, zone=zone, unit=dose.amount_unit)
+    form = DoseRecordForm(
+        request.POST or None,
+        initial=initial,
+        zone=zone,
+        unit=dose.amount_unit,
+        amount_range=_amount_range(dose),
+    )
     if request.method == "POST" and form.is_valid():
         try:
             administration = services.dose_record(dose=dose, user=request.user, **form.cleaned_data)
@@ -104,7 +120,13 @@ def administration_correct(request, pk: int):
         initial["given_at"] = timezone.localtime(administration.given_at, zone).replace(tzinfo=None)
     if administration.amount is not None:
         initial["amount"] = plain_amount(administration.amount)
-    form = CorrectionForm(request.POST or None, initial=initial, zone=zone, unit=dose.amount_unit)
+    form = CorrectionForm(
+        request.POST or None,
+        initial=initial,
+        zone=zone,
+        unit=dose.amount_unit,
+        amount_range=_amount_range(dose),
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         given = administration.outcome == "given"

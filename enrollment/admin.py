@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from trialsite.admin import AuditedAdmin
+from trialsite.core.admin import AuditedAdmin
 
 from .models import EligibilityCriterion
 

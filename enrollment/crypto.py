@@ -73,7 +73,7 @@ class EncryptedTextField(models.TextField):
     a keyed hash instead.
     """
 
-    # The audit trail shows that such a field changed, never its values (trialsite.audit).
+    # The audit trail shows that such a field changed, never its values (trialsite.core.audit).
     identifier = True
 
     def from_db_value(self, value, expression, connection):

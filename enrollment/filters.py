@@ -3,7 +3,7 @@
 import django_filters
 from django.utils.translation import gettext_lazy as _
 
-from trialsite.access import sites_for_user
+from trialsite.core.access import sites_for_user
 
 from .models import Decision, EligibilityCriterion, Screening
 

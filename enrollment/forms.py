@@ -11,7 +11,7 @@ from crispy_forms.layout import Layout, Submit
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from dosing.rules import ADJUSTMENT_INPUTS
+from trialsite.core.protocol import BASELINE_INPUTS
 
 from . import rules
 from .layout import TextFieldset
@@ -170,7 +170,7 @@ class ScreeningForm(forms.Form):
         # but asked here, before randomization, so that no arm's plan waits on them.
         for name in dosing_inputs:
             self.fields[name] = forms.DecimalField(
-                label=ADJUSTMENT_INPUTS[name],
+                label=BASELINE_INPUTS[name],
                 min_value=0,
                 max_value=250,
                 max_digits=5,

@@ -11,8 +11,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from trialsite.audit import AuditedModel
-from trialsite.models import Protocol, Site
+from trialsite.core.audit import AuditedModel
+from trialsite.core.models import Protocol, Site
 
 from .crypto import EncryptedTextField
 

@@ -14,9 +14,10 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 
-from trialsite.access import access_for, scope_to_sites
-from trialsite.clock import site_today
-from trialsite.models import Protocol, Role
+from trialsite.core.access import access_for, scope_to_sites
+from trialsite.core.clock import site_today
+from trialsite.core.models import Protocol, Role
+from trialsite.core.protocol import BASELINE_INPUTS, baseline_inputs_needed
 
 from . import rules
 from .models import (
@@ -41,10 +42,7 @@ def current_protocol() -> Protocol:
 
 def dosing_inputs(protocol: Protocol) -> list[str]:
     """Baseline values the protocol's dose adjustments read (e.g. eGFR), asked at screening."""
-    from dosing.models import DoseSchedule
-    from dosing.rules import adjustment_inputs
-
-    return adjustment_inputs(DoseSchedule.objects.filter(arm__protocol=protocol))
+    return baseline_inputs_needed(protocol)
 
 
 # --- Access ---------------------------------------------------------------------------------
@@ -288,14 +286,12 @@ def randomization_gate(participant: Participant) -> list[str]:
     if screening is None or not hasattr(screening, "signoff"):
         missing.append(_("No investigator has signed off the latest screening."))
     if screening is not None:
-        from dosing.rules import ADJUSTMENT_INPUTS
-
         # Asked for before the arm is known: a refusal after the draw would reveal the arm.
         for name in dosing_inputs(screening.protocol):
             if (screening.answers or {}).get(name) in (None, ""):
                 missing.append(
                     _("%(value)s is not recorded on the latest screening (the dose plan needs it).")
-                    % {"value": ADJUSTMENT_INPUTS[name]}
+                    % {"value": BASELINE_INPUTS[name]}
                 )
     withdrawal = Withdrawal.objects.filter(participant=participant).order_by("withdrawn_on").first()
     if withdrawal is not None:

@@ -16,11 +16,11 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from trialsite.access import access_for
-from trialsite.audit import audited_save
-from trialsite.clock import site_today
-from trialsite.models import Protocol, Role, Site
-from trialsite.signatures import signature_verify
+from trialsite.core.access import access_for
+from trialsite.core.audit import audited_save
+from trialsite.core.clock import site_today
+from trialsite.core.models import Protocol, Role, Site
+from trialsite.core.signatures import signature_verify
 
 from . import rules
 from .crypto import mrn_hash
@@ -45,6 +45,7 @@ from .selectors import (
     screening_refusal,
     signoff_refusal,
 )
+from .signals import withdrawal_recorded
 
 STUDY_NUMBER_DIGITS = 4
 SIGNOFF_MEANING = "I confirm this patient is eligible."
@@ -326,10 +327,10 @@ def withdrawal_record(
         ),
         user=user,
     )
-    # Every scope stops study treatment: future doses and their reminders, same transaction.
-    from dosing.services import participant_reminders_cancel
-
-    participant_reminders_cancel(participant=participant, reason=f"Withdrawal ({scope})")
+    # Every scope stops study treatment: what is planned stops, in this transaction.
+    withdrawal_recorded.send(
+        sender=Withdrawal, participant=participant, withdrawal=withdrawal, user=user
+    )
     return withdrawal
 
 

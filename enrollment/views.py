@@ -11,11 +11,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from arms.models import Allocation
-from trialsite.access import access_for, role_required, sites_for_user
-from trialsite.clock import site_today
-from trialsite.forms import add_service_errors
-from trialsite.models import Protocol, Role
+from trialsite.core.access import access_for, role_required, sites_for_user
+from trialsite.core.clock import site_today
+from trialsite.core.forms import add_service_errors
+from trialsite.core.models import Protocol, Role
 
 from . import selectors, services
 from .filters import ScreeningLogFilter
@@ -28,7 +27,8 @@ from .forms import (
     SignoffForm,
     WithdrawalForm,
 )
-from .models import ConsentVersion, Decision, ReconsentStatus
+from .models import ConsentVersion, Decision, Participant, ReconsentStatus
+from .signals import participant_panels
 
 WRITERS = (Role.COORDINATOR, Role.INVESTIGATOR)
 
@@ -84,13 +84,13 @@ def participant_detail(request, study_number: str):
             "-screening_date", "-recorded_at"
         )
     )
-    allocation = Allocation.objects.select_related("arm").filter(participant=participant).first()
+    can_write = participant.site_id in writer_sites
     with timezone.override(participant.site.zone):
         context = {
             "participant": participant,
             "show_identifiers": selectors.is_own_site_staff(request.user, participant),
-            "can_write": participant.site_id in writer_sites,
-            "can_screen": allocation is None,
+            "can_write": can_write,
+            "can_screen": not selectors.is_randomized(participant),
             # Offered only for a screening that awaits a signature, so that nobody types a
             # password to be refused.
             "can_sign": participant.site_id in (access.site_ids(Role.INVESTIGATOR) or ())
@@ -100,8 +100,16 @@ def participant_detail(request, study_number: str):
             "open_tasks": participant.reconsent_tasks.filter(status=ReconsentStatus.OPEN),
             "refusals": participant.refusals.order_by("-refused_on"),
             "withdrawals": participant.withdrawals.all(),
-            "gate": selectors.randomization_gate(participant),
-            "allocation": allocation,
+            "panels": [
+                panel
+                for _receiver, answer in participant_panels.send(
+                    sender=Participant,
+                    participant=participant,
+                    user=request.user,
+                    can_write=can_write,
+                )
+                for panel in answer or []
+            ],
         }
         return render(request, "enrollment/participant_detail.html", context)
 
@@ -122,6 +130,7 @@ def participant_screen(request, study_number: str):
         criteria=criteria,
         sex=participant.sex,
         dosing_inputs=selectors.dosing_inputs(protocol),
+        # LIMITS_OFF
         initial={"screening_date": site_today(participant.site)},
     )
     if request.method == "POST" and form.is_valid():

@@ -5,3 +5,10 @@ from django.utils.translation import gettext_lazy as _
 class OutcomesConfig(AppConfig):
     name = "outcomes"
     verbose_name = _("Outcomes")
+
+    def ready(self):
+        from trialsite.core.protocol import register_section
+
+        from .protocol import VisitsSection
+
+        register_section(VisitsSection())

@@ -1,8 +1,8 @@
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from trialsite.audit import AuditedModel
-from trialsite.models import Protocol
+from trialsite.core.audit import AuditedModel
+from trialsite.core.models import Protocol
 
 
 class VisitDefinition(AuditedModel):

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import connection
 
 from tests.factories import SiteFactory, user_with_role
-from trialsite.models import Role
+from trialsite.core.models import Role
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = ROOT / "tests" / "output"
@@ -101,8 +101,8 @@ def _fast_password_hashing(settings):
 
 @pytest.fixture
 def protocol(db):
-    from trialsite.protocol import definition_from_toml
-    from trialsite.services import protocol_load
+    from trialsite.core.protocol import definition_from_toml
+    from trialsite.core.services import protocol_load
 
     return protocol_load(definition=definition_from_toml(settings.PROTOCOL_FILE))
 

@@ -18,9 +18,9 @@ from enrollment.models import (
     Signer,
 )
 from enrollment.services import participant_register
-from trialsite.audit import audited_save
-from trialsite.clock import site_today
-from trialsite.models import Protocol, Role, RoleAssignment, Site
+from trialsite.core.audit import audited_save
+from trialsite.core.clock import site_today
+from trialsite.core.models import Protocol, Role, RoleAssignment, Site
 
 PASSWORD = "correct-horse-battery-9"
 

@@ -2,9 +2,10 @@ from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
 
-class TrialsiteConfig(AppConfig):
-    name = "trialsite"
-    verbose_name = _("Trial site")
+class CompositionConfig(AppConfig):
+    """The composition: the pages and commands that know every app (home pages, the protocol
+    page, load_protocol, the demo). Installed last, after the apps it composes."""
 
-    def ready(self):
-        from . import checks  # noqa: F401  (registers the protocol system checks)
+    name = "trialsite"
+    label = "composition"
+    verbose_name = _("Trial site composition")

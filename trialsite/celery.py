@@ -12,7 +12,7 @@ app.autodiscover_tasks()
 
 # Periodic tasks, all of them. Later issues add the reminder dispatcher here.
 app.conf.beat_schedule = {
-    "heartbeat": {"task": "trialsite.tasks.heartbeat", "schedule": 60.0},
+    "heartbeat": {"task": "trialsite.core.tasks.heartbeat", "schedule": 60.0},
     "allocation-notices": {
         "task": "arms.tasks.allocation_notices_sweep",
         "schedule": 60.0,

@@ -52,18 +52,21 @@ INSTALLED_APPS = [
     "simple_history",
     "axes",
     "health_check",
-    "trialsite",
+    # The foundation first, then the apps in the order they stand on each other, then the
+    # composition that knows them all.
+    "trialsite.core",
     "enrollment",
     "arms",
     "dosing",
     "outcomes",
+    "trialsite",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Below WhiteNoise: static files keep their long cache lifetime and need no policy.
-    "trialsite.middleware.NoStoreMiddleware",
+    "trialsite.core.middleware.NoStoreMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -71,7 +74,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
-    "trialsite.middleware.ReadOnlyRoleMiddleware",
+    "trialsite.core.middleware.ReadOnlyRoleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
@@ -92,7 +95,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
-                "trialsite.context_processors.trial_access",
+                "trialsite.core.context_processors.trial_access",
             ],
         },
     },
@@ -140,7 +143,7 @@ LOGOUT_REDIRECT_URL = "login"
 # Behind TRUSTED_PROXY_COUNT reverse proxies, the address is the one the outermost proxy saw
 # (trialsite/proxies.py); with 0, X-Forwarded-For is ignored, so a client cannot forge it.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
-AXES_CLIENT_IP_CALLABLE = "trialsite.proxies.client_address"
+AXES_CLIENT_IP_CALLABLE = "trialsite.core.proxies.client_address"
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=30))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from . import views
-from .health import HealthzView
+from .core.health import HealthzView
 
 urlpatterns = [
     path("", views.home, name="home"),

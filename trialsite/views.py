@@ -9,11 +9,11 @@ from django.utils.translation import gettext as _
 from arms.models import Arm
 from enrollment.models import EligibilityCriterion
 
-from . import selectors
-from .access import access_for, role_required, site_for_user, sites_for_user
-from .forms import SiteForm
-from .models import Protocol, Role, RoleAssignment, WorkerHeartbeat
-from .services import site_update
+from .core import selectors
+from .core.access import access_for, role_required, site_for_user, sites_for_user
+from .core.forms import SiteForm
+from .core.models import Protocol, Role, RoleAssignment, WorkerHeartbeat
+from .core.services import site_update
 
 ROLE_HOME_TEMPLATES = {role: f"home/{role}.html" for role in Role}
 

@@ -21,8 +21,8 @@ from arms.models import (
 )
 from enrollment.models import Screening
 from tests.factories import ready_participant
-from trialsite.audit import audited_save
-from trialsite.clock import site_today
+from trialsite.core.audit import audited_save
+from trialsite.core.clock import site_today
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from arms import services
 from arms.models import Allocation
 from enrollment.models import Withdrawal
 from tests.factories import bulk_allocated
-from trialsite.clock import site_time_text, utc_offset
+from trialsite.core.clock import site_time_text, utc_offset
 
 pytestmark = pytest.mark.django_db
 
@@ -182,7 +182,7 @@ def test_the_csv_equals_the_filtered_table(
 ):
     first, second = Allocation.objects.filter(participant__site__code="SHE")[:2]
     services.allocation_mark_in_error(allocation=first, user=administrator, reason="test")
-    from trialsite.audit import audited_save
+    from trialsite.core.audit import audited_save
 
     audited_save(
         Withdrawal(

@@ -10,8 +10,8 @@ from arms.models import Arm
 from dosing.services import participant_dosing_schedule_create
 from enrollment.models import Decision, Screening
 from tests.factories import ParticipantFactory
-from trialsite.audit import audited_save
-from trialsite.clock import site_today
+from trialsite.core.audit import audited_save
+from trialsite.core.clock import site_today
 
 NAME = "Li Wenjing"
 MRN = "SHE-MRN-55102"

@@ -10,7 +10,7 @@ from django.utils import timezone
 from dosing.models import Administration, DoseStatus
 from tests.conftest import log_in, screenshot
 from tests.dosing.conftest import randomize, screened_participant
-from trialsite.clock import site_time_text
+from trialsite.core.clock import site_time_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -45,6 +45,12 @@ def test_coordinator_is_stopped_at_the_impossible_then_records_and_voids_with_a_
     page.fill("#id_given_at", typed_time)
     page.fill("#id_amount", "705000000")
     page.get_by_label("Lot or batch number").fill("UCMSC-2603-A")
+    # The browser catches the amount first, from the schedule's plausible range on the input.
+    assert page.get_attribute("#id_amount", "min") == "3525000"
+    assert page.get_attribute("#id_amount", "max") == "105750000"
+    assert page.evaluate("document.querySelector('#id_amount').validity.rangeOverflow")
+    # The server says why in its own words: asked with the browser's check turned off.
+    page.evaluate("document.querySelector('#id_amount').form.noValidate = true")
     page.get_by_role("button", name="Record").click()
 
     assert page.locator("#error_1_id_given_at").inner_text() == (

@@ -21,12 +21,12 @@ from dosing.rules import (
     scientific,
     study_day_zero,
 )
-from trialsite.protocol import definition_from_dict, definition_from_toml, protocol_problems
+from trialsite.core.protocol import definition_from_dict, definition_from_toml, protocol_problems
 
 PROTOCOL = definition_from_toml(settings.PROTOCOL_FILE)
-ARMS = {a.code: a for a in PROTOCOL.arms}
-MSC = ARMS["MSC"].dose_schedules[0]
-PAX = ARMS["PAX"].dose_schedules[0]
+SCHEDULES = PROTOCOL.sections["dose_schedules"]
+MSC = SCHEDULES["MSC"][0]
+PAX = SCHEDULES["PAX"][0]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -395,7 +395,7 @@ def schedule_with(**plausibility) -> dict:
 
 
 def test_a_schedule_without_the_settings_gets_half_to_double_and_24_hours():
-    schedule = definition_from_dict(schedule_with()).arms[0].dose_schedules[0]
+    schedule = definition_from_dict(schedule_with()).sections["dose_schedules"]["A"][0]
     assert (schedule.amount_min_fraction, schedule.amount_max_fraction) == (
         Decimal("0.5"),
         Decimal("2"),

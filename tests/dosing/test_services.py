@@ -32,7 +32,7 @@ from dosing.services import (
     reminders_dispatch,
 )
 from tests.dosing.conftest import MRN, NAME, randomize, screened_participant, site_time
-from trialsite.clock import site_today
+from trialsite.core.clock import site_today
 
 pytestmark = pytest.mark.django_db
 

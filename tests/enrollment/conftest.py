@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from tests.factories import ConsentVersionFactory, ParticipantFactory
-from trialsite.clock import site_today
+from trialsite.core.clock import site_today
 
 NAME = "Zhang Xiuying"
 MRN = "SHE-MRN-77341"

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from tests.conftest import log_in, screenshot
 from tests.factories import PASSWORD, ConsentVersionFactory
-from trialsite.clock import site_today
+from trialsite.core.clock import site_today
 
 pytestmark = pytest.mark.browser
 

@@ -22,10 +22,10 @@ from enrollment.rules import (
     severity_supported,
     whole_years,
 )
-from trialsite.protocol import definition_from_toml
+from trialsite.core.protocol import definition_from_toml
 
 PROTOCOL = definition_from_toml(settings.PROTOCOL_FILE)
-CRITERIA = {c.code: c for c in PROTOCOL.criteria}
+CRITERIA = {c.code: c for c in PROTOCOL.sections["criteria"]}
 RULES = PROTOCOL.rules
 THRESHOLDS = RULES["severity_findings"]
 SCREENED = date(2026, 3, 10)
@@ -61,13 +61,13 @@ def eligible_answers(**changes):
 
 
 def result(code, **changes):
-    return evaluate(PROTOCOL.criteria, eligible_answers(**changes), RULES).result(code)
+    return evaluate(PROTOCOL.sections["criteria"], eligible_answers(**changes), RULES).result(code)
 
 
 def test_every_criterion_met_is_eligible():
-    evaluation = evaluate(PROTOCOL.criteria, eligible_answers(), RULES)
+    evaluation = evaluate(PROTOCOL.sections["criteria"], eligible_answers(), RULES)
     assert evaluation.decision == ELIGIBLE
-    assert [r.code for r in evaluation.results] == [c.code for c in PROTOCOL.criteria]
+    assert [r.code for r in evaluation.results] == [c.code for c in PROTOCOL.sections["criteria"]]
     assert {r.outcome for r in evaluation.results} == {Outcome.MET}
     assert evaluation.failures == {}
 
@@ -216,7 +216,7 @@ def test_serious_complication_boundaries(changes, outcome, reason):
 
 
 def test_a_yes_to_an_exclusion_makes_ineligible():
-    evaluation = evaluate(PROTOCOL.criteria, eligible_answers(E3=True), RULES)
+    evaluation = evaluate(PROTOCOL.sections["criteria"], eligible_answers(E3=True), RULES)
     assert evaluation.decision == INELIGIBLE
     assert evaluation.failures == {"E3": "Yes"}
 
@@ -224,7 +224,7 @@ def test_a_yes_to_an_exclusion_makes_ineligible():
 def test_pregnancy_is_not_asked_of_a_male():
     answers = eligible_answers(sex="M")
     del answers["E5"]
-    evaluation = evaluate(PROTOCOL.criteria, answers, RULES)
+    evaluation = evaluate(PROTOCOL.sections["criteria"], answers, RULES)
     assert evaluation.result("E5").outcome == Outcome.NOT_ASKED
     assert evaluation.decision == ELIGIBLE
 
@@ -239,7 +239,7 @@ def test_each_criterion_asks_for_its_inputs():
 def test_pregnancy_unanswered_for_a_female_is_incomplete():
     answers = eligible_answers()
     del answers["E5"]
-    evaluation = evaluate(PROTOCOL.criteria, answers, RULES)
+    evaluation = evaluate(PROTOCOL.sections["criteria"], answers, RULES)
     assert evaluation.result("E5").outcome == Outcome.UNANSWERED
     assert evaluation.decision == INCOMPLETE
 
@@ -270,18 +270,20 @@ def test_investigator_judgement_without_reason_is_unanswered():
     ],
 )
 def test_an_unanswered_criterion_gives_incomplete_never_eligible(missing, code):
-    evaluation = evaluate(PROTOCOL.criteria, eligible_answers(**{missing: None}), RULES)
+    evaluation = evaluate(PROTOCOL.sections["criteria"], eligible_answers(**{missing: None}), RULES)
     assert evaluation.decision == INCOMPLETE
     assert evaluation.result(code).outcome == Outcome.UNANSWERED
 
 
 def test_a_failure_outweighs_an_unanswered_criterion():
     answers = eligible_answers(E9=None, E3=True)
-    assert evaluate(PROTOCOL.criteria, answers, RULES).decision == INELIGIBLE
+    assert evaluate(PROTOCOL.sections["criteria"], answers, RULES).decision == INELIGIBLE
 
 
 def test_consent_not_yet_recorded_is_pending_not_a_failure():
-    evaluation = evaluate(PROTOCOL.criteria, eligible_answers(informed_consent=False), RULES)
+    evaluation = evaluate(
+        PROTOCOL.sections["criteria"], eligible_answers(informed_consent=False), RULES
+    )
     assert evaluation.result("I4").outcome == Outcome.PENDING
     assert evaluation.decision == ELIGIBLE
 
@@ -299,7 +301,7 @@ def test_impossible_screening_input_is_a_field_error():
         E12=True,
     )
     errors = screening_input_errors(
-        answers, PROTOCOL.criteria, today=date(2026, 3, 10), protocol_rules=RULES
+        answers, PROTOCOL.sections["criteria"], today=date(2026, 3, 10), protocol_rules=RULES
     )
     assert errors == {
         "screening_date": "The date of screening cannot be in the future.",
@@ -315,7 +317,7 @@ def test_impossible_screening_input_is_a_field_error():
 def test_diagnosis_after_screening_is_a_field_error():
     answers = eligible_answers(screening_date=date(2026, 3, 8), diagnosis_date=date(2026, 3, 9))
     errors = screening_input_errors(
-        answers, PROTOCOL.criteria, today=date(2026, 3, 10), protocol_rules=RULES
+        answers, PROTOCOL.sections["criteria"], today=date(2026, 3, 10), protocol_rules=RULES
     )
     assert errors == {"diagnosis_date": "The date of diagnosis is after the date of screening."}
 
@@ -323,12 +325,16 @@ def test_diagnosis_after_screening_is_a_field_error():
 def test_plausible_input_at_the_limits_is_accepted():
     answers = eligible_answers(height_cm=Decimal("100"), weight_kg=Decimal("20"))
     assert (
-        screening_input_errors(answers, PROTOCOL.criteria, today=SCREENED, protocol_rules=RULES)
+        screening_input_errors(
+            answers, PROTOCOL.sections["criteria"], today=SCREENED, protocol_rules=RULES
+        )
         == {}
     )
     answers = eligible_answers(height_cm=Decimal("250"), weight_kg=Decimal("300"))
     assert (
-        screening_input_errors(answers, PROTOCOL.criteria, today=SCREENED, protocol_rules=RULES)
+        screening_input_errors(
+            answers, PROTOCOL.sections["criteria"], today=SCREENED, protocol_rules=RULES
+        )
         == {}
     )
 
@@ -345,7 +351,7 @@ def test_date_of_birth_checks():
 
 
 def test_the_protocol_file_gives_every_rule_its_settings():
-    assert settings_problems(PROTOCOL.criteria, RULES) == []
+    assert settings_problems(PROTOCOL.sections["criteria"], RULES) == []
 
 
 def test_missing_rule_settings_are_named():

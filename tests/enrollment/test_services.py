@@ -44,9 +44,9 @@ from tests.factories import (
     ready_participant,
     user_with_role,
 )
-from trialsite.models import Role, SignatureFailure
-from trialsite.protocol import definition_from_toml
-from trialsite.services import protocol_load
+from trialsite.core.models import Role, SignatureFailure
+from trialsite.core.protocol import definition_from_toml
+from trialsite.core.services import protocol_load
 
 # --- Registry ------------------------------------------------------------------------------------
 

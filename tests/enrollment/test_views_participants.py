@@ -129,7 +129,7 @@ def test_another_sites_participant_is_a_404(
 
 def test_another_sites_investigator_gets_404_on_signoff(client_for, participant_a, site_b):
     from tests.factories import user_with_role
-    from trialsite.models import Role
+    from trialsite.core.models import Role
 
     outsider = user_with_role(Role.INVESTIGATOR, site_b)
     response = client_for(outsider).get(detail(participant_a) + "sign-off/")

@@ -13,7 +13,7 @@ from enrollment import services
 from enrollment.models import EligibilityCriterion, Screening
 from tests.enrollment.conftest import eligible_answers, eligible_post, site_today
 from tests.factories import ParticipantFactory, active_randomization_list, ready_participant
-from trialsite.audit import audited_save
+from trialsite.core.audit import audited_save
 
 
 def screen_url(participant):

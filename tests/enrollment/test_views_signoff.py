@@ -11,7 +11,7 @@ from enrollment import services
 from enrollment.models import EligibilitySignoff
 from tests.enrollment.conftest import eligible_answers
 from tests.factories import PASSWORD
-from trialsite.models import SignatureFailure
+from trialsite.core.models import SignatureFailure
 
 SIGN_OFF_LINK = "Sign off eligibility</a>"
 

@@ -3,8 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from trialsite.access import access_for, scope_to_sites, sites_for_user
-from trialsite.models import RoleAssignment, Site
+from trialsite.core.access import access_for, scope_to_sites, sites_for_user
+from trialsite.core.models import RoleAssignment, Site
 
 pytestmark = pytest.mark.django_db
 

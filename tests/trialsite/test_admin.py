@@ -14,7 +14,7 @@ from django.urls import reverse
 from arms.models import Arm
 from enrollment.models import EligibilityCriterion
 from tests.factories import PASSWORD, ready_participant
-from trialsite.models import Protocol, Role, RoleAssignment, Site
+from trialsite.core.models import Protocol, Role, RoleAssignment, Site
 
 pytestmark = pytest.mark.django_db
 

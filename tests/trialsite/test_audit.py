@@ -7,10 +7,10 @@ import time_machine
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from trialsite.audit import MissingChangeReason, audited_save, changes_of
-from trialsite.models import Site
-from trialsite.selectors import audited_models
-from trialsite.services import site_update
+from trialsite.core.audit import MissingChangeReason, audited_save, changes_of
+from trialsite.core.models import Site
+from trialsite.core.selectors import audited_models
+from trialsite.core.services import site_update
 
 pytestmark = pytest.mark.django_db
 
@@ -157,7 +157,7 @@ def test_the_audit_page_takes_the_same_queries_for_3_and_30_changes(
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from trialsite.models import RoleAssignment
+    from trialsite.core.models import RoleAssignment
 
     client = client_for(data_manager)
     group = Group.objects.create(name="Monitors")

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from tests.conftest import log_in
 from tests.factories import PASSWORD, ParticipantFactory
-from trialsite.models import User
+from trialsite.core.models import User
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime
 import time_machine
 
 from tests.factories import SiteFactory
-from trialsite.clock import site_date, site_now, site_time_text, site_today, utc_iso
+from trialsite.core.clock import site_date, site_now, site_time_text, site_today, utc_iso
 
 # 15:59 and 16:01 UTC are 23:59 and 00:01 in Shanghai: the hour where the dates part.
 BEFORE_MIDNIGHT_SHANGHAI = datetime(2026, 11, 25, 15, 59, tzinfo=UTC)

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from arms.models import ListStatus, RandomizationList
 from enrollment.models import ConsentVersion
-from trialsite.access import access_for
+from trialsite.core.access import access_for
 from trialsite.management.commands.load_demo import DEMO_PASSWORD
 
 pytestmark = pytest.mark.django_db

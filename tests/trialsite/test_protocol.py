@@ -9,10 +9,15 @@ from django.core.management.base import SystemCheckError
 from arms.models import Arm
 from dosing.models import DoseSchedule
 from enrollment.models import EligibilityCriterion
-from trialsite.audit import audited_save
-from trialsite.models import Protocol
-from trialsite.protocol import definition_from_db, definition_from_toml, protocol_problems
-from trialsite.services import ProtocolInvalid, protocol_load
+from trialsite.core.audit import audited_save
+from trialsite.core.models import Protocol
+from trialsite.core.protocol import (
+    ProtocolInvalid,
+    definition_from_db,
+    definition_from_toml,
+    protocol_problems,
+)
+from trialsite.core.services import protocol_load
 
 
 @pytest.fixture
@@ -36,18 +41,18 @@ def test_ratio_that_does_not_fit_a_block_size_is_e001(definition):
 
 
 def test_arm_without_schedule_is_e002_but_no_intervention_arm_is_fine(definition):
-    arms = [replace(a, dose_schedules=[]) if a.code == "MSC" else a for a in definition.arms]
-    problems = protocol_problems(replace(definition, arms=arms))
+    schedules = {**definition.sections["dose_schedules"], "MSC": []}
+    problems = protocol_problems(definition.with_section("dose_schedules", schedules))
     assert [(p.id, p.msg) for p in problems] == [
         ("trialsite.E002", "Arm MSC (experimental) has no dose schedule.")
     ]
 
 
 def test_criterion_without_rule_or_with_unknown_rule_is_e003(definition):
-    criteria = list(definition.criteria)
+    criteria = list(definition.sections["criteria"])
     criteria[0] = replace(criteria[0], rule="")
     criteria[1] = replace(criteria[1], rule="coin_toss")
-    problems = protocol_problems(replace(definition, criteria=criteria))
+    problems = protocol_problems(definition.with_section("criteria", criteria))
     assert [(p.id, p.msg) for p in problems] == [
         ("trialsite.E003", "Criterion I1 has no rule."),
         ("trialsite.E003", "Criterion I2 names an unknown rule 'coin_toss'."),
@@ -57,9 +62,12 @@ def test_criterion_without_rule_or_with_unknown_rule_is_e003(definition):
 def test_missing_rule_settings_and_parameters_are_e007(definition):
     rules = {k: v for k, v in definition.rules.items() if k != "bmi_decimals"}
     criteria = [
-        replace(c, params={"min_years": 18}) if c.code == "I1" else c for c in definition.criteria
+        replace(c, params={"min_years": 18}) if c.code == "I1" else c
+        for c in definition.sections["criteria"]
     ]
-    problems = protocol_problems(replace(definition, rules=rules, criteria=criteria))
+    problems = protocol_problems(
+        replace(definition, rules=rules).with_section("criteria", criteria)
+    )
     assert [(p.id, p.msg) for p in problems] == [
         ("trialsite.E007", "[rules] has no bmi_decimals."),
         ("trialsite.E007", "Criterion I1 (age_range) has no parameter max_years."),
@@ -70,11 +78,9 @@ def test_a_dose_adjustment_on_an_unknown_value_is_e008(definition):
     def bad(schedule):
         return replace(schedule, adjustments=[{"when": "creatinine", "amount": "150"}])
 
-    arms = [
-        replace(a, dose_schedules=[bad(s) for s in a.dose_schedules]) if a.code == "PAX" else a
-        for a in definition.arms
-    ]
-    problems = protocol_problems(replace(definition, arms=arms))
+    schedules = definition.sections["dose_schedules"]
+    schedules = {**schedules, "PAX": [bad(s) for s in schedules["PAX"]]}
+    problems = protocol_problems(definition.with_section("dose_schedules", schedules))
     assert [(p.id, p.msg) for p in problems] == [
         (
             "trialsite.E008",
@@ -139,13 +145,11 @@ def test_load_command_is_idempotent(db, capsys):
 
 
 def test_an_amendment_is_a_data_change_recorded_in_the_audit_trail(protocol, definition):
-    arms = [
-        replace(a, dose_schedules=[replace(a.dose_schedules[0], window_hours=3)])
-        if a.code == "PAX"
-        else a
-        for a in definition.arms
-    ]
-    protocol_load(definition=replace(definition, version="1.1", arms=arms))
+    schedules = definition.sections["dose_schedules"]
+    schedules = {**schedules, "PAX": [replace(schedules["PAX"][0], window_hours=3)]}
+    protocol_load(
+        definition=replace(definition, version="1.1").with_section("dose_schedules", schedules)
+    )
     pax = DoseSchedule.objects.get(arm__code="PAX")
     assert pax.window_hours == 3
     latest = pax.history.first()
@@ -177,11 +181,16 @@ def test_an_amendment_cannot_remove_a_schedule_participants_are_dosed_on(
         weight_kg=Decimal("70"),
     )
     arms = [
-        replace(a, arm_type="no_intervention", dose_schedules=[]) if a.code == "MSC" else a
-        for a in definition.arms
+        replace(a, arm_type="no_intervention") if a.code == "MSC" else a
+        for a in definition.sections["arms"]
     ]
+    amended = (
+        replace(definition, version="1.1")
+        .with_section("arms", arms)
+        .with_section("dose_schedules", {**definition.sections["dose_schedules"], "MSC": []})
+    )
     with pytest.raises(ProtocolInvalid) as excinfo:
-        protocol_load(definition=replace(definition, version="1.1", arms=arms))
+        protocol_load(definition=amended)
     assert str(excinfo.value) == (
         "trialsite.E009: Arm MSC: the schedule of UC-MSC suspension has doses planned for "
         "participants and cannot be removed."

@@ -6,7 +6,7 @@ from django.test import RequestFactory
 from django.urls import reverse
 
 from tests.factories import PASSWORD
-from trialsite.proxies import client_address
+from trialsite.core.proxies import client_address
 
 pytestmark = pytest.mark.django_db
 

@@ -8,8 +8,8 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from tests.factories import PASSWORD
-from trialsite.models import SignatureFailure
-from trialsite.signatures import signature_verify
+from trialsite.core.models import SignatureFailure
+from trialsite.core.signatures import signature_verify
 
 pytestmark = pytest.mark.django_db
 
@@ -62,8 +62,8 @@ def test_wrong_passwords_given_to_the_eligibility_signoff_stay_counted(
     from enrollment.models import Decision, Screening
     from enrollment.services import eligibility_signoff
     from tests.factories import ParticipantFactory
-    from trialsite.audit import audited_save
-    from trialsite.clock import site_today
+    from trialsite.core.audit import audited_save
+    from trialsite.core.clock import site_today
 
     participant = ParticipantFactory(site=site_a, user=coordinator_a)
     # An eligible screening waiting for its sign-off: only then is a password asked for.

@@ -6,8 +6,8 @@ import pytest
 from django.conf import settings
 
 from tests.conftest import wait_for
-from trialsite.models import WorkerHeartbeat
-from trialsite.tasks import heartbeat
+from trialsite.core.models import WorkerHeartbeat
+from trialsite.core.tasks import heartbeat
 
 pytestmark = pytest.mark.worker
 

@@ -5,8 +5,8 @@ from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from trialsite.audit import audited_save
-from trialsite.models import Role, RoleAssignment, Site
+from trialsite.core.audit import audited_save
+from trialsite.core.models import Role, RoleAssignment, Site
 
 DEMO_PASSWORD = "demo-Trial-2026"  # noqa: S105 - printed on purpose; DEBUG installs only
 

@@ -3,8 +3,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from trialsite.protocol import definition_from_toml
-from trialsite.services import ProtocolInvalid, protocol_load
+from trialsite.core.protocol import ProtocolInvalid, definition_from_toml
+from trialsite.core.services import protocol_load
 
 
 class Command(BaseCommand):

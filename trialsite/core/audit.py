@@ -101,18 +101,21 @@ def _record_password_change(sender, instance, history_instance, **kwargs):
 
 
 def audit_accounts(user_model, group_model) -> None:
-    """Put user accounts and groups into the audit trail, their history tables in trialsite.
+    """Put user accounts and groups into the audit trail, their history tables in the
+    foundation's app (label `trialsite`; `app` names its module, trialsite.core).
 
-    Called from trialsite.models, so that the history models exist when the app loads."""
+    Called from trialsite.core.models, so that the history models exist when the app loads."""
     register(
         user_model,
-        app="trialsite",
+        app="trialsite.core",
         records_class=AccountHistory,
         excluded_fields=["password", "last_login"],
         m2m_fields=["groups", "user_permissions"],
         bases=[AccountEvents],
     )
-    register(group_model, app="trialsite", records_class=AccountHistory, m2m_fields=["permissions"])
+    register(
+        group_model, app="trialsite.core", records_class=AccountHistory, m2m_fields=["permissions"]
+    )
 
 
 HIDDEN_VALUE = _("(identifier: value not shown)")

@@ -9,8 +9,8 @@ from datetime import UTC
 
 from django import template
 
-from trialsite.clock import site_date as _site_date
-from trialsite.clock import site_time_text
+from trialsite.core.clock import site_date as _site_date
+from trialsite.core.clock import site_time_text
 
 register = template.Library()
 

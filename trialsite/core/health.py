@@ -29,7 +29,7 @@ class Broker(HealthCheck):
 
 @method_decorator(login_not_required, name="dispatch")
 class HealthzView(HealthCheckView):
-    checks = ("health_check.checks.Database", "trialsite.health.Broker")
+    checks = ("health_check.checks.Database", "trialsite.core.health.Broker")
 
     async def get(self, request, *args, **kwargs):
         response = await super().get(request, *args, **kwargs)

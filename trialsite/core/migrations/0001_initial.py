@@ -3,7 +3,7 @@
 import django.core.validators
 import django.db.models.deletion
 import simple_history.models
-import trialsite.models
+import trialsite.core.models
 from django.conf import settings
 from django.db import migrations, models
 
@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('code', models.CharField(help_text='Starts every study number of the site, e.g. SHE-0001.', max_length=10, unique=True, validators=[django.core.validators.RegexValidator('^[A-Z]{2,10}$', 'Two to ten capital letters.')], verbose_name='code')),
                 ('name', models.CharField(max_length=200, verbose_name='name')),
-                ('time_zone', models.CharField(default='Asia/Shanghai', max_length=64, validators=[trialsite.models.validate_time_zone], verbose_name='time zone')),
+                ('time_zone', models.CharField(default='Asia/Shanghai', max_length=64, validators=[trialsite.core.models.validate_time_zone], verbose_name='time zone')),
                 ('is_active', models.BooleanField(default=True, verbose_name='active')),
             ],
             options={
@@ -73,7 +73,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
                 ('code', models.CharField(db_index=True, help_text='Starts every study number of the site, e.g. SHE-0001.', max_length=10, validators=[django.core.validators.RegexValidator('^[A-Z]{2,10}$', 'Two to ten capital letters.')], verbose_name='code')),
                 ('name', models.CharField(max_length=200, verbose_name='name')),
-                ('time_zone', models.CharField(default='Asia/Shanghai', max_length=64, validators=[trialsite.models.validate_time_zone], verbose_name='time zone')),
+                ('time_zone', models.CharField(default='Asia/Shanghai', max_length=64, validators=[trialsite.core.models.validate_time_zone], verbose_name='time zone')),
                 ('is_active', models.BooleanField(default=True, verbose_name='active')),
                 ('history_id', models.AutoField(primary_key=True, serialize=False)),
                 ('history_date', models.DateTimeField(db_index=True)),

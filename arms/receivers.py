@@ -1,0 +1,24 @@
+"""Arms' answers to what enrollment announces (connected in ArmsConfig.ready)."""
+
+from django.dispatch import receiver
+
+from enrollment.selectors import randomization_gate
+from enrollment.signals import Panel, participant_panels
+
+from .models import Allocation
+
+
+@receiver(participant_panels, dispatch_uid="arms.randomization_panel")
+def randomization_panel(sender, *, participant, can_write, **kwargs):
+    allocation = Allocation.objects.select_related("arm").filter(participant=participant).first()
+    return [
+        Panel(
+            "arms/_participant_panel.html",
+            {
+                "participant": participant,
+                "allocation": allocation,
+                "gate": [] if allocation else randomization_gate(participant),
+                "can_write": can_write,
+            },
+        )
+    ]
