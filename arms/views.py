@@ -18,6 +18,7 @@ from enrollment.selectors import latest_screening, participant_for_user, randomi
 from trialsite.core.access import access_for, role_required
 from trialsite.core.forms import add_service_errors
 from trialsite.core.models import Protocol, Role
+from trialsite.core.proxies import client_address
 
 from . import rules, selectors, services
 from .filters import RosterFilter
@@ -39,10 +40,6 @@ def _current_protocol() -> Protocol:
     return protocol
 
 
-def _client_address(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
-
-
 def _logged_list(request, pk: int, action: str) -> RandomizationList:
     """The list, and a row saying who looked at it, how, and when."""
     randomization_list = get_object_or_404(
@@ -52,7 +49,7 @@ def _logged_list(request, pk: int, action: str) -> RandomizationList:
         randomization_list=randomization_list,
         user=request.user,
         action=action,
-        address=_client_address(request),
+        address=client_address(request),
     )
     return randomization_list
 

@@ -96,6 +96,18 @@ def test_the_administrator_sees_the_report_and_each_look_is_logged(
     ) == [("adam", "report"), ("adam", "view"), ("adam", "export")]
 
 
+def test_a_look_behind_the_tls_proxy_logs_the_clients_address_not_the_proxys(
+    active_list, administrator, client_for, settings
+):
+    settings.TRUSTED_PROXY_COUNT = 1
+    client_for(administrator).get(
+        reverse("arms:list_detail", args=[active_list.pk]),
+        REMOTE_ADDR="10.0.0.2",
+        HTTP_X_FORWARDED_FOR="203.0.113.7",
+    )
+    assert ListAccessLog.objects.get(randomization_list=active_list).address == "203.0.113.7"
+
+
 def test_the_report_shows_each_stratum_and_the_fingerprint_once_locked(
     ready_a, active_list, coordinator_a, administrator, client_for
 ):
