@@ -1,8 +1,15 @@
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from enrollment.models import Participant
 from trialsite.core.audit import AuditedModel
 from trialsite.core.models import Protocol
+
+from . import rules
 
 
 class VisitDefinition(AuditedModel):
@@ -21,3 +28,325 @@ class VisitDefinition(AuditedModel):
 
     def __str__(self) -> str:
         return f"{self.code} (day {self.study_day})"
+
+
+# --- Visits ---
+
+
+class VisitStatus(models.TextChoices):
+    DUE = "due", _("Due")
+    DONE = "done", _("Done")
+    DONE_OUT_OF_WINDOW = "done_late", _("Done out of window")
+    MISSED = "missed", _("Missed")
+    NOT_REQUIRED = "not_required", _("Not required (off study)")
+
+
+# Visits still waiting for a record: what the beat marks missed and what end of study stops.
+OPEN_VISIT_STATUSES = (VisitStatus.DUE,)
+
+
+class ScheduledVisit(AuditedModel):
+    """One follow-up visit a participant is to have: its day and window in site dates.
+
+    Created with the allocation; the status moves only through services, each change in the
+    audit trail with its reason.
+    """
+
+    participant = models.ForeignKey(
+        Participant, on_delete=models.PROTECT, related_name="scheduled_visits"
+    )
+    definition = models.ForeignKey(VisitDefinition, on_delete=models.PROTECT, related_name="+")
+    study_day = models.PositiveSmallIntegerField(_("study day"))
+    due_on = models.DateField(_("due on"))
+    window_start = models.DateField(_("window opens"))
+    window_end = models.DateField(_("window closes"), help_text=_("Last day on time."))
+    status = models.CharField(
+        _("status"), max_length=12, choices=VisitStatus.choices, default=VisitStatus.DUE
+    )
+    days_outside_window = models.SmallIntegerField(
+        _("days outside the window"),
+        null=True,
+        blank=True,
+        help_text=_("Negative when early, positive when late; empty when on time."),
+    )
+    stopped_reason = models.CharField(_("why not required"), max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["participant", "study_day"]
+        verbose_name = _("scheduled visit")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["participant", "definition"], name="scheduled_visit_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(window_start__lte=F("due_on")) & Q(due_on__lte=F("window_end")),
+                name="scheduled_visit_due_inside_window",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in VisitStatus]),
+                name="scheduled_visit_status",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="done_late", days_outside_window__isnull=False)
+                & ~Q(days_outside_window=0)
+                | ~Q(status="done_late") & Q(days_outside_window__isnull=True),
+                name="scheduled_visit_out_of_window_has_days",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="not_required") & ~Q(stopped_reason="")
+                | ~Q(status="not_required") & Q(stopped_reason=""),
+                name="scheduled_visit_not_required_has_reason",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "window_end"], name="visit_status_window_end")]
+
+    def __str__(self) -> str:
+        return f"{self.participant} {self.definition.code}"
+
+
+class RespiratorySupport(models.TextChoices):
+    NONE = "none", _("None")
+    OXYGEN = "oxygen", _("Conventional oxygen (mask or nasal prongs)")
+    HIGH_FLOW = "high_flow", _("High-flow nasal oxygen")
+    NON_INVASIVE = "niv", _("Non-invasive ventilation")
+    INVASIVE = "invasive", _("Invasive mechanical ventilation")
+    ECMO = "ecmo", _("ECMO")
+
+
+class ChestCtChange(models.TextChoices):
+    IMPROVED = "improved", _("Improved")
+    STABLE = "stable", _("Stable")
+    WORSE = "worse", _("Worse")
+
+
+class VitalStatus(models.TextChoices):
+    ALIVE = "alive", _("Alive")
+    DEAD = "dead", _("Dead")
+
+
+def _not_done(label):
+    return models.BooleanField(label, default=False)
+
+
+def _not_done_reason(label):
+    return models.CharField(label, max_length=200, blank=True)
+
+
+# The measurements of a visit that may each be "not done" with a reason.
+MEASURED_FIELDS = (
+    "who_score",
+    "spo2",
+    "respiratory_support",
+    "pao2",
+    "fio2",
+    "lymphocytes",
+    "crp",
+    "il6",
+    "chest_ct",
+)
+
+
+# Choices are text ("" when blank); measurements are numbers (NULL when blank).
+_TEXT_MEASURED = ("respiratory_support", "chest_ct")
+
+
+def _measured_constraints(fields: tuple[str, ...]) -> list[models.CheckConstraint]:
+    # "Not done" is a record of its own, not a blank: a value and "not done" never together,
+    # and "not done" always with its reason.
+    def blank(name):
+        return Q(**{name: ""}) if name in _TEXT_MEASURED else Q(**{f"{name}__isnull": True})
+
+    return [
+        models.CheckConstraint(
+            condition=Q(**{f"{name}_not_done": False, f"{name}_not_done_reason": ""})
+            | Q(**{f"{name}_not_done": True}) & blank(name) & ~Q(**{f"{name}_not_done_reason": ""}),
+            name=f"visit_record_{name}_not_done_has_reason_no_value",
+        )
+        for name in fields
+    ]
+
+
+class VisitRecord(AuditedModel):
+    """What was found at one scheduled visit. Each measurement is a value, or "not done" with
+    its reason, or blank (not yet known)."""
+
+    scheduled_visit = models.OneToOneField(
+        ScheduledVisit, on_delete=models.PROTECT, related_name="record"
+    )
+    visit_date = models.DateField(_("visit date"))
+
+    who_score = models.PositiveSmallIntegerField(
+        _("WHO clinical progression scale"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(rules.WHO_MIN), MaxValueValidator(rules.WHO_MAX)],
+    )
+    who_score_not_done = _not_done(_("WHO score not done"))
+    who_score_not_done_reason = _not_done_reason(_("why WHO score was not done"))
+
+    spo2 = models.PositiveSmallIntegerField(
+        _("SpO2 (%)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(rules.SPO2_MIN), MaxValueValidator(rules.SPO2_MAX)],
+    )
+    spo2_not_done = _not_done(_("SpO2 not done"))
+    spo2_not_done_reason = _not_done_reason(_("why SpO2 was not done"))
+
+    respiratory_support = models.CharField(
+        _("respiratory support"),
+        max_length=12,
+        choices=RespiratorySupport.choices,
+        blank=True,
+    )
+    respiratory_support_not_done = _not_done(_("respiratory support not done"))
+    respiratory_support_not_done_reason = _not_done_reason(
+        _("why respiratory support was not done")
+    )
+
+    pao2 = models.DecimalField(
+        _("PaO2 (mmHg)"),
+        max_digits=5,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(rules.PAO2_MIN), MaxValueValidator(rules.PAO2_MAX)],
+    )
+    pao2_not_done = _not_done(_("PaO2 not done"))
+    pao2_not_done_reason = _not_done_reason(_("why PaO2 was not done"))
+
+    # Stored as a fraction (0.21-1.00) whichever notation was typed.
+    fio2 = models.DecimalField(
+        _("FiO2 (fraction)"),
+        max_digits=3,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(rules.FIO2_MIN), MaxValueValidator(rules.FIO2_MAX)],
+    )
+    fio2_not_done = _not_done(_("FiO2 not done"))
+    fio2_not_done_reason = _not_done_reason(_("why FiO2 was not done"))
+
+    lymphocytes = models.DecimalField(
+        _("lymphocyte count (×10⁹/L)"),
+        max_digits=6,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+    )
+    lymphocytes_not_done = _not_done(_("lymphocyte count not done"))
+    lymphocytes_not_done_reason = _not_done_reason(_("why lymphocyte count was not done"))
+
+    crp = models.DecimalField(
+        _("CRP (mg/L)"),
+        max_digits=7,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+    )
+    crp_not_done = _not_done(_("CRP not done"))
+    crp_not_done_reason = _not_done_reason(_("why CRP was not done"))
+
+    il6 = models.DecimalField(
+        _("IL-6 (pg/mL)"),
+        max_digits=8,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+    )
+    il6_not_done = _not_done(_("IL-6 not done"))
+    il6_not_done_reason = _not_done_reason(_("why IL-6 was not done"))
+
+    chest_ct = models.CharField(
+        _("chest CT change"), max_length=10, choices=ChestCtChange.choices, blank=True
+    )
+    chest_ct_not_done = _not_done(_("chest CT not done"))
+    chest_ct_not_done_reason = _not_done_reason(_("why chest CT was not done"))
+
+    discharged_on = models.DateField(
+        _("hospital discharge date"), null=True, blank=True, help_text=_("Empty while in hospital.")
+    )
+    vital_status = models.CharField(_("vital status"), max_length=5, choices=VitalStatus.choices)
+    date_of_death = models.DateField(_("date of death"), null=True, blank=True)
+
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    recorded_at = models.DateTimeField(_("recorded at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("visit record")
+        constraints = [
+            *_measured_constraints(MEASURED_FIELDS),
+            models.CheckConstraint(
+                condition=Q(who_score__isnull=True) | Q(who_score__gte=0, who_score__lte=10),
+                name="visit_record_who_score_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(vital_status="dead", date_of_death__isnull=False)
+                | Q(vital_status="alive", date_of_death__isnull=True),
+                name="visit_record_death_has_date",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scheduled_visit}: recorded {self.visit_date}"
+
+    @property
+    def pf_ratio(self):
+        if self.pao2 is None or self.fio2 is None:
+            return None
+        return rules.pf_ratio(self.pao2, self.fio2)
+
+
+class VisitReminderStatus(models.TextChoices):
+    PENDING = "pending", _("Upcoming")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class VisitReminder(models.Model):
+    """The e-mail to the site's coordinators the day before a visit's window opens. A row, so
+    the broker is only the transport; delivery state, not trial data, so not audited: every
+    move of `status` is a conditional UPDATE that says whether this worker won the claim."""
+
+    scheduled_visit = models.OneToOneField(
+        ScheduledVisit, on_delete=models.CASCADE, related_name="reminder"
+    )
+    due_at = models.DateTimeField(_("send at"))
+    status = models.CharField(
+        _("status"),
+        max_length=10,
+        choices=VisitReminderStatus.choices,
+        default=VisitReminderStatus.PENDING,
+    )
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    claimed_at = models.DateTimeField(_("claimed at"), null=True, blank=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    recipients = models.TextField(_("sent to"), blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    cancelled_reason = models.CharField(_("why cancelled"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["due_at", "pk"]
+        verbose_name = _("visit reminder")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in VisitReminderStatus]),
+                name="visit_reminder_status",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="sent") | Q(sent_at__isnull=False),
+                name="visit_reminder_sent_has_time",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "due_at"], name="visit_reminder_status_due")]
+
+    def __str__(self) -> str:
+        return f"visit reminder {self.pk} {self.status}"
