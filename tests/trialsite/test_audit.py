@@ -201,3 +201,14 @@ def test_the_audit_page_shows_its_times_in_utc_and_says_so(
         page = client_for(data_manager).get(reverse("audit_log")).content.decode()
     assert "2026-11-26 03:30 UTC" in page
     assert "11:30" not in page
+
+
+def test_changed_amounts_and_times_read_as_people_write_them(protocol, administrator):
+    from decimal import Decimal
+
+    from dosing.models import DoseSchedule
+
+    schedule = DoseSchedule.objects.get(arm__code="PAX")
+    schedule.amount = Decimal("150")
+    audited_save(schedule, user=administrator, reason="Renal dose for the amendment")
+    assert {"field": "amount", "old": "300", "new": "150"} in changes_of(schedule.history.first())

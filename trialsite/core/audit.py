@@ -5,6 +5,8 @@ exists must carry a reason; `audited_save` is how services write them.
 """
 
 from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -139,7 +141,7 @@ def changes_of(record, previous=None, memberships=None) -> list[dict]:
     changes = []
     for c in delta.changes:
         hidden = getattr(fields.get(c.field), "identifier", False)
-        old, new = (HIDDEN_VALUE, HIDDEN_VALUE) if hidden else (c.old, c.new)
+        old, new = (HIDDEN_VALUE, HIDDEN_VALUE) if hidden else (_shown(c.old), _shown(c.new))
         changes.append({"field": c.field, "old": old, "new": new})
     if m2m_names:
         if memberships is None:
@@ -158,6 +160,15 @@ def changes_of(record, previous=None, memberships=None) -> list[dict]:
     if getattr(record, "password_changed", False):
         changes.append({"field": "password", "old": HIDDEN_PASSWORD, "new": HIDDEN_PASSWORD})
     return sorted(changes, key=lambda c: c["field"])
+
+
+def _shown(value):
+    """A changed value as a reviewer reads it: 300 mg, not 300.0000 or 3E+2; times in UTC."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, datetime):
+        return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    return value
 
 
 def memberships_of(history_model, records) -> dict[tuple[int, str], list[str]]:
