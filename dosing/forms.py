@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from trialsite.core.forms import ReasonField
 
 from .models import AdministrationOutcome
+from .rules import plain_amount
 
 DATETIME = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
 # Shown only once the time typed is far outside the window, right under it.
@@ -52,11 +53,17 @@ class DoseRecordForm(forms.Form):
     )
     submit_label = _("Record")
 
-    def __init__(self, *args, zone: ZoneInfo, unit: str = "", **kwargs):
+    def __init__(self, *args, zone: ZoneInfo, unit: str = "", amount_range=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.zone = zone
         if unit:
             self.fields["amount"].label = _("Amount given (%(unit)s)") % {"unit": unit}
+        # The schedule's plausible range in the browser too (a slip of the keyboard is caught
+        # as it is typed); the service checks it again and says why.
+        self.fields["amount"].widget.attrs["step"] = "any"
+        if amount_range:
+            low, high = amount_range
+            self.fields["amount"].widget.attrs.update(min=plain_amount(low), max=plain_amount(high))
         # Once shown, the confirmation stays on the page with what was typed in it.
         self.confirming = self.is_bound and "outside_window_reason" in self.data
         self.helper = FormHelper()
