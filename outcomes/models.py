@@ -103,6 +103,14 @@ class ScheduledVisit(AuditedModel):
     def __str__(self) -> str:
         return f"{self.participant} {self.definition.code}"
 
+    @property
+    def days_early(self) -> int:
+        return max(0, -(self.days_outside_window or 0))
+
+    @property
+    def days_late(self) -> int:
+        return max(0, self.days_outside_window or 0)
+
 
 class RespiratorySupport(models.TextChoices):
     NONE = "none", _("None")
@@ -350,3 +358,324 @@ class VisitReminder(models.Model):
 
     def __str__(self) -> str:
         return f"visit reminder {self.pk} {self.status}"
+
+
+# --- Adverse events and end of study ---
+
+
+class CtcaeGrade(models.IntegerChoices):
+    MILD = 1, _("1 – Mild")
+    MODERATE = 2, _("2 – Moderate")
+    SEVERE = 3, _("3 – Severe or medically significant")
+    LIFE_THREATENING = 4, _("4 – Life-threatening")
+    DEATH = 5, _("5 – Death related to the event")
+
+
+class ActionTaken(models.TextChoices):
+    NONE = "none", _("None: study treatment not changed")
+    INTERRUPTED = "interrupted", _("Study treatment interrupted")
+    REDUCED = "reduced", _("Dose reduced")
+    WITHDRAWN = "withdrawn", _("Study treatment withdrawn")
+    NOT_APPLICABLE = "not_applicable", _("Not applicable (no study treatment)")
+
+
+class AeOutcome(models.TextChoices):
+    RECOVERING = "recovering", _("Recovering or resolving")
+    NOT_RECOVERED = "not_recovered", _("Not recovered, not resolved")
+    RECOVERED = "recovered", _("Recovered or resolved")
+    SEQUELAE = "sequelae", _("Recovered with sequelae")
+    FATAL = "fatal", _("Fatal")
+    UNKNOWN = "unknown", _("Unknown")
+
+
+class AdverseEvent(AuditedModel):
+    """One adverse event of a participant, from randomization to day 28. Never deleted: a
+    change (its end, its outcome) is an audited update with its reason.
+
+    A serious event starts the reporting clock (`sae_clock_started_at`): the site's
+    investigators are alerted at once and again 24 hours later unless it is reported."""
+
+    participant = models.ForeignKey(
+        Participant, on_delete=models.PROTECT, related_name="adverse_events"
+    )
+    term = models.CharField(_("term"), max_length=200)
+    onset_date = models.DateField(_("onset"))
+    end_date = models.DateField(_("end"), null=True, blank=True, help_text=_("Empty: ongoing."))
+    grade = models.PositiveSmallIntegerField(_("CTCAE grade"), choices=CtcaeGrade.choices)
+    death_date = models.DateField(_("date of death"), null=True, blank=True)
+    serious = models.BooleanField(_("serious"), default=False)
+    criterion_death = models.BooleanField(_("results in death"), default=False)
+    criterion_life_threatening = models.BooleanField(_("life-threatening"), default=False)
+    criterion_hospitalisation = models.BooleanField(
+        _("requires or prolongs hospitalisation"), default=False
+    )
+    criterion_disability = models.BooleanField(_("disability or incapacity"), default=False)
+    criterion_congenital_anomaly = models.BooleanField(_("congenital anomaly"), default=False)
+    criterion_important_medical_event = models.BooleanField(
+        _("important medical event"), default=False
+    )
+    action_taken = models.CharField(_("action taken"), max_length=20, choices=ActionTaken.choices)
+    outcome = models.CharField(_("outcome"), max_length=20, choices=AeOutcome.choices)
+    # The infusion reaction recorded in dosing that this event reports, when it does.
+    administration = models.ForeignKey(
+        "dosing.Administration",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("reported from the dose record"),
+    )
+    sae_clock_started_at = models.DateTimeField(
+        _("recorded serious at"), null=True, blank=True, editable=False
+    )
+    reported_on = models.DateField(_("reported to sponsor and ethics on"), null=True, blank=True)
+    reported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    recorded_at = models.DateTimeField(_("recorded at"), default=timezone.now)
+    submission_token = models.UUIDField(unique=True, null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["participant", "onset_date", "pk"]
+        verbose_name = _("adverse event")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(end_date__isnull=True) | Q(end_date__gte=F("onset_date")),
+                name="adverse_event_ends_after_onset",
+            ),
+            models.CheckConstraint(
+                condition=Q(grade__gte=1, grade__lte=5), name="adverse_event_grade_1_to_5"
+            ),
+            models.CheckConstraint(
+                condition=Q(grade=5, death_date__isnull=False)
+                | ~Q(grade=5) & Q(death_date__isnull=True),
+                name="adverse_event_grade_5_iff_date_of_death",
+            ),
+            models.CheckConstraint(
+                condition=Q(serious=False)
+                | Q(criterion_death=True)
+                | Q(criterion_life_threatening=True)
+                | Q(criterion_hospitalisation=True)
+                | Q(criterion_disability=True)
+                | Q(criterion_congenital_anomaly=True)
+                | Q(criterion_important_medical_event=True),
+                name="adverse_event_serious_has_a_criterion",
+            ),
+            models.CheckConstraint(
+                condition=Q(serious=False, sae_clock_started_at__isnull=True)
+                | Q(serious=True, sae_clock_started_at__isnull=False),
+                name="adverse_event_serious_iff_clock",
+            ),
+            models.CheckConstraint(
+                condition=Q(reported_on__isnull=True) | Q(serious=True),
+                name="adverse_event_only_serious_reported",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["participant", "end_date"], name="adverse_event_open"),
+            models.Index(fields=["serious", "reported_on"], name="adverse_event_sae_open"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.participant} AE {self.pk}: {self.term}"
+
+    @property
+    def criteria(self) -> set[str]:
+        return {code for code, _label in rules.SERIOUSNESS_CRITERIA if self.criterion(code)}
+
+    def criterion(self, code: str) -> bool:
+        return getattr(self, f"criterion_{code}")
+
+    @property
+    def criteria_labels(self) -> list[str]:
+        return [str(label) for code, label in rules.SERIOUSNESS_CRITERIA if self.criterion(code)]
+
+    @property
+    def report_open(self) -> bool:
+        return self.serious and self.reported_on is None
+
+    @property
+    def report_due_at(self):
+        if self.sae_clock_started_at is None:
+            return None
+        return rules.sae_report_due(self.sae_clock_started_at)
+
+
+class Relatedness(models.TextChoices):
+    NOT_RELATED = "not_related", _("Not related")
+    UNLIKELY = "unlikely", _("Unlikely")
+    POSSIBLE = "possible", _("Possible")
+    PROBABLE = "probable", _("Probable")
+    DEFINITE = "definite", _("Definite")
+
+
+class CausalityAssessment(AuditedModel):
+    """The investigator's assessment of one adverse event, signed electronically
+    (re-authenticated, with the printed name, the time and the meaning)."""
+
+    adverse_event = models.OneToOneField(
+        AdverseEvent, on_delete=models.PROTECT, related_name="causality"
+    )
+    expected = models.BooleanField(
+        _("expected"), help_text=_("Listed in the reference safety information.")
+    )
+    signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    printed_name = models.CharField(_("printed name"), max_length=200)
+    signed_at = models.DateTimeField(_("signed at"))
+    meaning = models.CharField(_("meaning"), max_length=200)
+
+    class Meta:
+        verbose_name = _("causality assessment")
+        constraints = [
+            models.CheckConstraint(condition=~Q(printed_name=""), name="causality_printed_name"),
+            models.CheckConstraint(condition=~Q(meaning=""), name="causality_meaning"),
+        ]
+
+    def __str__(self) -> str:
+        return f"causality of AE {self.adverse_event_id}"
+
+
+class InterventionRelatedness(AuditedModel):
+    """How related the event is to one intervention: one infusion (its scheduled dose), or
+    a whole course (its schedule, no dose)."""
+
+    assessment = models.ForeignKey(
+        CausalityAssessment, on_delete=models.PROTECT, related_name="relatedness"
+    )
+    schedule = models.ForeignKey("dosing.DoseSchedule", on_delete=models.PROTECT, related_name="+")
+    scheduled_dose = models.ForeignKey(
+        "dosing.ScheduledDose", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    label = models.CharField(_("intervention"), max_length=200)
+    relatedness = models.CharField(_("relatedness"), max_length=12, choices=Relatedness.choices)
+
+    class Meta:
+        ordering = ["assessment", "pk"]
+        verbose_name = _("relatedness to an intervention")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["assessment", "scheduled_dose"],
+                condition=Q(scheduled_dose__isnull=False),
+                name="relatedness_once_per_infusion",
+            ),
+            models.UniqueConstraint(
+                fields=["assessment", "schedule"],
+                condition=Q(scheduled_dose__isnull=True),
+                name="relatedness_once_per_course",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.relatedness}"
+
+
+class AlertKind(models.TextChoices):
+    IMMEDIATE = "immediate", _("Serious adverse event recorded")
+    FOLLOW_UP = "follow_up", _("Not reported after 24 hours")
+
+
+class AlertStatus(models.TextChoices):
+    PENDING = "pending", _("Upcoming")
+    SENDING = "sending", _("Sending")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class SaeAlert(models.Model):
+    """One message about a serious adverse event to the site's investigators: at once, and
+    24 hours later unless it was reported. A row, so the broker is only the transport;
+    delivery state, not trial data (not audited): every move of `status` is a conditional
+    UPDATE whose row count says whether this worker won the claim."""
+
+    adverse_event = models.ForeignKey(AdverseEvent, on_delete=models.PROTECT, related_name="alerts")
+    kind = models.CharField(_("kind"), max_length=10, choices=AlertKind.choices)
+    due_at = models.DateTimeField(_("send at"))
+    status = models.CharField(
+        _("status"), max_length=10, choices=AlertStatus.choices, default=AlertStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    claimed_by = models.CharField(_("claimed by"), max_length=200, blank=True)
+    claimed_at = models.DateTimeField(_("claimed at"), null=True, blank=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    recipients = models.TextField(_("sent to"), blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    cancelled_reason = models.CharField(_("why cancelled"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["due_at", "pk"]
+        verbose_name = _("SAE alert")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["adverse_event", "kind"], name="one_sae_alert_per_kind"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in AlertStatus]), name="sae_alert_status"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="sent") | Q(sent_at__isnull=False),
+                name="sae_alert_sent_has_time",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "due_at"], name="sae_alert_status_due")]
+
+    def __str__(self) -> str:
+        return f"SAE alert {self.pk} ({self.kind}) {self.status}"
+
+
+class EndReason(models.TextChoices):
+    COMPLETED = "completed", _("Completed day 28")
+    DIED = "died", _("Died")
+    WITHDREW = "withdrew", _("Withdrew consent")
+    LOST = "lost", _("Lost to follow-up")
+    INVESTIGATOR = "investigator", _("Investigator decision")
+
+
+class EndOfStudy(AuditedModel):
+    """How and when a participant's study ended. What was recorded before stays; what was
+    planned after (visits, doses, reminders) stops."""
+
+    participant = models.ForeignKey(
+        Participant, on_delete=models.PROTECT, related_name="ends_of_study"
+    )
+    reason = models.CharField(_("why the study ended"), max_length=12, choices=EndReason.choices)
+    ended_on = models.DateField(_("date"), help_text=_("For a death, the date of death."))
+    details = models.TextField(_("details"), blank=True)
+    adverse_event = models.ForeignKey(
+        AdverseEvent,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("fatal adverse event"),
+    )
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    recorded_at = models.DateTimeField(_("recorded at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("end of study")
+        verbose_name_plural = _("ends of study")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["participant"],
+                name="one_end_of_study_per_participant",
+                violation_error_message=_("The study of this participant has already ended."),
+            ),
+            models.CheckConstraint(
+                condition=Q(reason__in=[r.value for r in EndReason]), name="end_of_study_reason"
+            ),
+            models.CheckConstraint(
+                condition=Q(adverse_event__isnull=True) | Q(reason="died"),
+                name="end_of_study_fatal_event_only_for_death",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.participant}: {self.reason} {self.ended_on}"
