@@ -11,6 +11,9 @@ from .models import Allocation, AllocationStatus
 from .selectors import ClinicalProgress
 
 EMPTY = ClinicalProgress()
+# Columns left out on a tablet held upright: the study number, arm, study day, dosing and
+# status stay.
+SECONDARY = {"th": {"class": "col-secondary"}, "td": {"class": "col-secondary"}}
 # Sorting on a column with equal values still gives one order: the page and the CSV agree.
 TIEBREAK = "participant__study_number"
 
@@ -26,6 +29,7 @@ class RosterTable(tables.Table):
         accessor="participant__site__code",
         verbose_name=_("Site"),
         order_by=("participant__site__code", TIEBREAK),
+        attrs=SECONDARY,
     )
     arm = tables.Column(
         accessor="arm__code", verbose_name=_("Arm"), order_by=("arm__code", TIEBREAK)
@@ -34,19 +38,25 @@ class RosterTable(tables.Table):
         accessor="participant__date_of_birth",
         verbose_name=_("Age"),
         order_by=("-participant__date_of_birth", TIEBREAK),
+        attrs=SECONDARY,
     )
     sex = tables.Column(
-        accessor="participant__sex", verbose_name=_("Sex"), order_by=("participant__sex", TIEBREAK)
+        accessor="participant__sex",
+        verbose_name=_("Sex"),
+        order_by=("participant__sex", TIEBREAK),
+        attrs=SECONDARY,
     )
     severity = tables.Column(
         accessor="stratum__severity",
         verbose_name=_("Severity"),
         order_by=("stratum__severity", TIEBREAK),
+        attrs=SECONDARY,
     )
     randomized = tables.Column(
         accessor="randomized_at",
         verbose_name=_("Randomized"),
         order_by=("randomized_at", TIEBREAK),
+        attrs=SECONDARY,
     )
     # Pages show site time with its offset; the CSV carries UTC and names the site's zone in
     # this column, so that rows of sites in different zones compare.
@@ -66,12 +76,14 @@ class RosterTable(tables.Table):
     dosing_progress = tables.Column(
         accessor="pk", verbose_name=_("Dosing"), orderable=False, default=""
     )
-    next_due = tables.Column(accessor="pk", verbose_name=_("Next due"), orderable=False, default="")
+    next_due = tables.Column(
+        accessor="pk", verbose_name=_("Next due"), orderable=False, default="", attrs=SECONDARY
+    )
     latest_who_score = tables.Column(
-        accessor="pk", verbose_name=_("WHO score"), orderable=False, default=""
+        accessor="pk", verbose_name=_("WHO score"), orderable=False, default="", attrs=SECONDARY
     )
     open_adverse_events = tables.Column(
-        accessor="pk", verbose_name=_("Open AEs"), orderable=False, default=""
+        accessor="pk", verbose_name=_("Open AEs"), orderable=False, default="", attrs=SECONDARY
     )
     status = tables.Column(
         accessor="status", verbose_name=_("Status"), order_by=("status", TIEBREAK)
@@ -96,7 +108,8 @@ class RosterTable(tables.Table):
             "open_adverse_events",
             "status",
         )
-        attrs = {"class": "table table-sm table-striped", "data-testid": "roster"}
+        # One card per participant on a phone; on a tablet the secondary columns step aside.
+        attrs = {"class": "table table-sm table-striped table-stack", "data-testid": "roster"}
         row_attrs = {"data-study-number": lambda record: record.participant.study_number}
         order_by = ("-randomized",)
         empty_text = _("Nobody is randomized here yet.")

@@ -161,7 +161,7 @@ class ScreeningForm(forms.Form):
     submission_token = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4)
     screening_date = forms.DateField(label=_("Date of screening"), widget=DATE)
 
-    def __init__(self, *args, criteria, sex: str, dosing_inputs=(), **kwargs):
+    def __init__(self, *args, criteria, sex: str, dosing_inputs=(), input_limits=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.criteria = [c for c in criteria if rules.is_asked(c, sex)]
         self.answer_fields: list[str] = []
@@ -209,6 +209,11 @@ class ScreeningForm(forms.Form):
                 legend = f"{criterion.code} · {criterion.text}"
                 note = COMPUTED_NOTE.get(criterion.rule, "")
                 fieldsets.append(TextFieldset(legend, *names, note=note))
+        # The protocol's plausible limits in the browser too: 0 or -5 cm is caught as it is
+        # typed; the service checks them again with its own message.
+        for name, limits in (input_limits or {}).items():
+            if name in self.fields:  # [low, high] pairs; max_age_years is no field's
+                self.fields[name].widget.attrs.update(min=limits[0], max=limits[1])
         self.helper = FormHelper()
         self.helper.layout = Layout(*fieldsets)
         self.helper.add_input(Submit("submit", _("Save screening")))

@@ -130,7 +130,7 @@ def participant_screen(request, study_number: str):
         criteria=criteria,
         sex=participant.sex,
         dosing_inputs=selectors.dosing_inputs(protocol),
-        # LIMITS_OFF
+        input_limits=protocol.rules["input_limits"],
         initial={"screening_date": site_today(participant.site)},
     )
     if request.method == "POST" and form.is_valid():
