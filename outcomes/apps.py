@@ -12,3 +12,5 @@ class OutcomesConfig(AppConfig):
         from .protocol import VisitsSection
 
         register_section(VisitsSection())
+
+        from . import receivers  # noqa: F401 - connects the answers to the apps below

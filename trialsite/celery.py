@@ -23,6 +23,11 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    "outcomes-visits": {
+        "task": "outcomes.tasks.visits_sweep",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }
 
 

@@ -17,6 +17,7 @@ urlpatterns = [
     path("participants/", include("enrollment.urls")),
     path("arms/", include("arms.urls")),
     path("dosing/", include("dosing.urls")),
+    path("outcomes/", include("outcomes.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", HealthzView.as_view(), name="healthz"),

@@ -1,0 +1,105 @@
+"""Forms of outcomes: the visit form."""
+
+from __future__ import annotations
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from . import rules
+from .models import MEASURED_FIELDS, ChestCtChange, RespiratorySupport, VitalStatus
+
+# --- Visits ---
+
+DATE = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+
+
+def _not_done_fields():
+    return (
+        forms.BooleanField(label=_("Not done"), required=False),
+        forms.CharField(
+            label=_("Why not done"),
+            required=False,
+            max_length=200,
+            help_text=_("Required when not done."),
+        ),
+    )
+
+
+class VisitForm(forms.Form):
+    """Ranges are checked by the service (`visit_record`), whose messages land beside their
+    fields: the form only reads what was typed."""
+
+    visit_date = forms.DateField(label=_("Visit date"), widget=DATE)
+    # A whole number: a value outside 0-10 reaches the service and its range message, where
+    # a choice field would answer "not one of the available choices".
+    who_score = forms.IntegerField(
+        label=_("WHO clinical progression scale"),
+        required=False,
+        widget=forms.RadioSelect(choices=[(n, f"{n} · {text}") for n, text in rules.WHO_LEVELS]),
+    )
+    spo2 = forms.IntegerField(
+        label=_("SpO2 (%)"), required=False, help_text=_("50 to 100 %, at the time of the visit.")
+    )
+    respiratory_support = forms.ChoiceField(
+        label=_("Respiratory support"),
+        required=False,
+        choices=[("", "—"), *RespiratorySupport.choices],
+    )
+    pao2 = forms.DecimalField(
+        label=_("PaO2 (mmHg)"),
+        required=False,
+        max_digits=6,
+        decimal_places=1,
+        help_text=_("Arterial blood gas, 20 to 700 mmHg."),
+    )
+    fio2 = forms.DecimalField(
+        label=_("FiO2"),
+        required=False,
+        max_digits=6,
+        decimal_places=3,
+        help_text=_("A fraction (0.21 to 1.0) or a percentage (21 to 100); kept as a fraction."),
+    )
+    lymphocytes = forms.DecimalField(
+        label=_("Lymphocyte count (×10⁹/L)"), required=False, max_digits=6, decimal_places=2
+    )
+    crp = forms.DecimalField(label=_("CRP (mg/L)"), required=False, max_digits=7, decimal_places=1)
+    il6 = forms.DecimalField(
+        label=_("IL-6 (pg/mL)"), required=False, max_digits=8, decimal_places=1
+    )
+    chest_ct = forms.ChoiceField(
+        label=_("Chest CT change since the last scan"),
+        required=False,
+        choices=[("", "—"), *ChestCtChange.choices],
+    )
+    discharged_on = forms.DateField(
+        label=_("Hospital discharge date"),
+        required=False,
+        widget=DATE,
+        help_text=_("Empty while the participant is in hospital."),
+    )
+    vital_status = forms.ChoiceField(
+        label=_("Vital status"), choices=VitalStatus.choices, widget=forms.RadioSelect
+    )
+    date_of_death = forms.DateField(label=_("Date of death"), required=False, widget=DATE)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in MEASURED_FIELDS:
+            done, reason = _not_done_fields()
+            self.fields[f"{name}_not_done"] = done
+            self.fields[f"{name}_not_done_reason"] = reason
+
+    def measurement_rows(self):
+        """(value, "not done", reason) for each measurement, for the template's rows."""
+        return [
+            (self[name], self[f"{name}_not_done"], self[f"{name}_not_done_reason"])
+            for name in MEASURED_FIELDS
+        ]
+
+    def measurements(self) -> dict:
+        data = self.cleaned_data
+        return {
+            key: data.get(key)
+            for name in MEASURED_FIELDS
+            for key in (name, f"{name}_not_done", f"{name}_not_done_reason")
+        }
