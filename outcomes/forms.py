@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import uuid
+
+from crispy_forms.helper import FormHelper
+from crispy_forms.layout import Submit
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from trialsite.core.forms import ReasonField
+
 from . import rules
-from .models import MEASURED_FIELDS, ChestCtChange, RespiratorySupport, VitalStatus
+from .models import (
+    MEASURED_FIELDS,
+    ActionTaken,
+    AeOutcome,
+    ChestCtChange,
+    CtcaeGrade,
+    EndReason,
+    Relatedness,
+    RespiratorySupport,
+    VitalStatus,
+)
 
 # --- Visits ---
 
@@ -103,3 +119,111 @@ class VisitForm(forms.Form):
             for name in MEASURED_FIELDS
             for key in (name, f"{name}_not_done", f"{name}_not_done_reason")
         }
+
+
+# --- Adverse events and end of study ---
+
+
+def _submit(label) -> FormHelper:
+    helper = FormHelper()
+    helper.add_input(Submit("submit", label))
+    return helper
+
+
+class AdverseEventForm(forms.Form):
+    """Dates and seriousness are checked by the service (`adverse_event_record`), whose
+    messages land beside their fields: the form only reads what was typed."""
+
+    submission_token = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4)
+    administration = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    term = forms.CharField(
+        label=_("Term"), max_length=200, help_text=_("The CTCAE term where there is one.")
+    )
+    onset_date = forms.DateField(label=_("Onset"), widget=DATE)
+    end_date = forms.DateField(
+        label=_("End"), required=False, widget=DATE, help_text=_("Empty while ongoing.")
+    )
+    grade = forms.TypedChoiceField(
+        label=_("CTCAE grade"), choices=CtcaeGrade.choices, coerce=int, widget=forms.RadioSelect
+    )
+    death_date = forms.DateField(
+        label=_("Date of death"),
+        required=False,
+        widget=DATE,
+        help_text=_("Grade 5 only: it ends the participant's study."),
+    )
+    serious = forms.BooleanField(label=_("Serious adverse event"), required=False)
+    criteria = forms.MultipleChoiceField(
+        label=_("Seriousness criteria"),
+        required=False,
+        choices=rules.SERIOUSNESS_CRITERIA,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("At least one for a serious event."),
+    )
+    action_taken = forms.ChoiceField(label=_("Action taken"), choices=ActionTaken.choices)
+    outcome = forms.ChoiceField(label=_("Outcome"), choices=AeOutcome.choices)
+
+    def __init__(self, *args, changing: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if changing:
+            del self.fields["submission_token"]
+            del self.fields["administration"]
+            self.fields["reason"] = ReasonField()
+        self.helper = _submit(_("Save changes") if changing else _("Record adverse event"))
+
+
+class CausalityForm(forms.Form):
+    expected = forms.TypedChoiceField(
+        label=_("Expected"),
+        choices=[("yes", _("Expected")), ("no", _("Unexpected"))],
+        coerce=lambda value: value == "yes",
+        widget=forms.RadioSelect,
+        help_text=_("Against the reference safety information."),
+    )
+    password = forms.CharField(
+        label=_("Your password"),
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        help_text=_("Re-enter your password to sign."),
+    )
+
+    def __init__(self, *args, interventions=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        fields = {
+            f"related_{i.key}": forms.ChoiceField(
+                label=_("Related to %(intervention)s") % {"intervention": i.label},
+                choices=Relatedness.choices,
+                widget=forms.RadioSelect,
+            )
+            for i in interventions
+        }
+        # The relatedness first, then expectedness, then the signature.
+        self.fields = {**fields, **self.fields}
+        self.interventions = list(interventions)
+        self.helper = _submit(_("Sign"))
+
+    def relatedness(self) -> dict[str, str]:
+        return {i.key: self.cleaned_data[f"related_{i.key}"] for i in self.interventions}
+
+
+class SaeReportForm(forms.Form):
+    reported_on = forms.DateField(label=_("Reported to the sponsor and ethics on"), widget=DATE)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = _submit(_("Record the report"))
+
+
+class EndOfStudyForm(forms.Form):
+    reason = forms.ChoiceField(
+        label=_("Why the study ended"), choices=EndReason.choices, widget=forms.RadioSelect
+    )
+    ended_on = forms.DateField(
+        label=_("Date"), widget=DATE, help_text=_("For a death, the date of death.")
+    )
+    details = forms.CharField(
+        label=_("Details"), required=False, widget=forms.Textarea(attrs={"rows": 3})
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = _submit(_("End the study"))

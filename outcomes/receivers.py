@@ -2,12 +2,21 @@
 
 from django.dispatch import receiver
 
+from arms.models import Allocation
 from arms.signals import participant_allocated, roster_progress
 from enrollment.models import OFF_STUDY_SCOPES
 from enrollment.signals import Panel, participant_panels, withdrawal_recorded
 
-from .selectors import roster_who_scores, visit_summary
-from .services import participant_visits_create, participant_visits_stop
+from .models import EndReason
+from .selectors import (
+    end_of_study,
+    participant_adverse_events,
+    reactions_to_report,
+    roster_open_adverse_events,
+    roster_who_scores,
+    visit_summary,
+)
+from .services import participant_study_end, participant_visits_create, participant_visits_stop
 
 # --- Visits ---
 
@@ -44,3 +53,41 @@ def visits_panel(sender, *, participant, **kwargs):
     if summary is None:
         return []  # not randomized: no visits are planned
     return [Panel("outcomes/_visit_panel.html", {"participant": participant, "summary": summary})]
+
+
+# --- Adverse events and end of study ---
+
+
+@receiver(withdrawal_recorded, dispatch_uid="outcomes.study_end_on_withdrawal")
+def study_end_on_withdrawal(sender, *, participant, withdrawal, user=None, **kwargs):
+    # Leaving follow-up ends the study of a randomized participant; treatment only does not.
+    if withdrawal.scope not in OFF_STUDY_SCOPES or end_of_study(participant) is not None:
+        return
+    if not Allocation.objects.filter(participant=participant).exists():
+        return
+    participant_study_end(
+        participant=participant,
+        user=user,
+        reason=EndReason.WITHDREW,
+        ended_on=withdrawal.withdrawn_on,
+        details=withdrawal.reason,
+    )
+
+
+@receiver(roster_progress, dispatch_uid="outcomes.roster_open_adverse_events")
+def roster_open_aes(sender, *, rows, **kwargs):
+    return roster_open_adverse_events(rows)
+
+
+@receiver(participant_panels, dispatch_uid="outcomes.adverse_events_panel")
+def adverse_events_panel(sender, *, participant, can_write, **kwargs):
+    if not Allocation.objects.filter(participant=participant).exists():
+        return []  # adverse events of the study start at randomization
+    context = {
+        "participant": participant,
+        "adverse_events": participant_adverse_events(participant),
+        "reactions": reactions_to_report(participant),
+        "end": end_of_study(participant),
+        "can_write": can_write,
+    }
+    return [Panel("outcomes/ae_panel.html", context)]

@@ -187,9 +187,8 @@ def adverse_event_problems(
     problems: dict[str, str] = {}
     last_day = day_zero + timedelta(days=AE_LAST_STUDY_DAY)
     if onset < day_zero:
-        problems["onset_date"] = str(
-            _("The onset is before randomization (%(day_zero)s): not an adverse event of the study.")
-        ) % {"day_zero": _iso(day_zero)}
+        message = _("The onset is before randomization (%(day_zero)s): outside the study.")
+        problems["onset_date"] = str(message) % {"day_zero": _iso(day_zero)}
     elif onset > today:
         problems["onset_date"] = str(
             _("The onset is in the future (today at the site is %(today)s).")
@@ -200,9 +199,9 @@ def adverse_event_problems(
         ) % {"last": _iso(last_day)}
     if end is not None:
         if end < onset:
-            problems["end_date"] = str(
-                _("The event cannot end before its onset (%(onset)s).")
-            ) % {"onset": _iso(onset)}
+            problems["end_date"] = str(_("The event cannot end before its onset (%(onset)s).")) % {
+                "onset": _iso(onset)
+            }
         elif end > today:
             problems["end_date"] = str(
                 _("The end is in the future (today at the site is %(today)s).")

@@ -8,15 +8,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
+from arms.models import Allocation
+from dosing.models import Administration, DoseSchedule, ScheduledDose
 from enrollment.models import Participant
 from trialsite.core.access import scope_to_sites
 from trialsite.core.clock import site_today
 from trialsite.core.models import Role
 
-from .models import OPEN_VISIT_STATUSES, ScheduledVisit, VisitRecord
+from . import rules
+from .models import (
+    OPEN_VISIT_STATUSES,
+    AdverseEvent,
+    EndOfStudy,
+    ScheduledVisit,
+    VisitRecord,
+)
 
 # --- Visits ---
 
@@ -96,3 +105,102 @@ def roster_who_scores(rows) -> dict[int, dict]:
         for pk, score in scores.values_list("pk", "latest_who_score")
         if score is not None
     }
+
+
+# --- Adverse events and end of study ---
+
+AE_WRITERS = (Role.COORDINATOR, Role.INVESTIGATOR)
+
+
+def adverse_events_for_user(user, *roles: str) -> QuerySet[AdverseEvent]:
+    return scope_to_sites(
+        AdverseEvent.objects.select_related("participant__site"),
+        user,
+        site_field="participant__site",
+        roles=roles,
+    )
+
+
+def adverse_event_for_user(user, pk: int, *roles: str) -> AdverseEvent:
+    return get_object_or_404(adverse_events_for_user(user, *roles), pk=pk)
+
+
+def participant_adverse_events(participant: Participant) -> list[AdverseEvent]:
+    """The participant's adverse events in onset order, each with its signed causality (or
+    none) and the relatedness per intervention, in three queries."""
+    return list(
+        AdverseEvent.objects.filter(participant=participant)
+        .select_related("causality", "recorded_by")
+        .prefetch_related("causality__relatedness")
+        .order_by("onset_date", "pk")
+    )
+
+
+def participant_interventions(participant: Participant) -> list[rules.Intervention]:
+    """What an adverse event of this participant may be related to: each infusion of the
+    arm's intravenous schedule, the course of any other; nothing for standard care."""
+    allocation = Allocation.objects.filter(participant=participant).first()
+    if allocation is None:
+        return []
+    schedules = list(
+        DoseSchedule.objects.filter(arm_id=allocation.arm_id)
+        .order_by("pk")
+        .values_list("pk", "product", "route")
+    )
+    doses = list(
+        ScheduledDose.objects.filter(participant=participant, schedule__route=rules.INFUSION_ROUTE)
+        .order_by("schedule_id", "sequence")
+        .values_list("pk", "schedule_id", "sequence", "study_day")
+    )
+    return rules.interventions(schedules, doses)
+
+
+def reactions_to_report(participant: Participant) -> list[Administration]:
+    """Doses recorded with an infusion reaction (records in force), each with `.reported_as`:
+    the adverse event that reports it, or None."""
+    reactions = list(
+        Administration.objects.filter(
+            scheduled_dose__participant=participant,
+            infusion_reaction=True,
+            voided_at__isnull=True,
+        )
+        .select_related("scheduled_dose__schedule")
+        .order_by("given_at", "pk")
+    )
+    reported = {
+        ae.administration_id: ae
+        for ae in AdverseEvent.objects.filter(
+            administration_id__in=[r.pk for r in reactions]
+        ).order_by("pk")
+    }
+    for reaction in reactions:
+        reaction.reported_as = reported.get(reaction.pk)
+    return reactions
+
+
+def end_of_study(participant: Participant) -> EndOfStudy | None:
+    return EndOfStudy.objects.filter(participant=participant).first()
+
+
+def open_sae_reports(user) -> list[AdverseEvent]:
+    """Serious adverse events not yet reported to the sponsor and ethics, in the user's
+    sites, the most urgent first."""
+    return list(
+        adverse_events_for_user(user)
+        .filter(serious=True, reported_on__isnull=True)
+        .order_by("sae_clock_started_at", "pk")
+    )
+
+
+def roster_open_adverse_events(rows) -> dict[int, dict]:
+    """The roster's "Open AEs" column for one page of allocations, in one query: how many
+    adverse events of each participant have no end yet (none shown as empty)."""
+    counts = (
+        AdverseEvent.objects.filter(
+            participant_id__in=[row.participant_id for row in rows], end_date__isnull=True
+        )
+        .values("participant_id")
+        .annotate(n=Count("pk"))
+        .values_list("participant_id", "n")
+    )
+    return {pk: {"open_adverse_events": str(n)} for pk, n in counts}

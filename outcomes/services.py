@@ -1,4 +1,4 @@
-"""Writes of outcomes: the visit schedule and visit records.
+"""Writes of outcomes: the visit schedule and visit records, adverse events and end of study.
 
 Visits and their records are trial data: audited, each change with a reason. Visit reminders
 are delivery state: every status move is a conditional UPDATE whose row count is the claim.
@@ -7,8 +7,12 @@ are delivery state: every status move is a conditional UPDATE whose row count is
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -19,17 +23,32 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 
+from arms.models import Allocation
+from dosing.models import Administration
 from dosing.rules import retry_delay
+from dosing.services import NoRecipients, participant_reminders_cancel
 from enrollment.models import Participant
-from trialsite.core.audit import audited_save
-from trialsite.core.clock import site_today
+from trialsite.core.access import access_for
+from trialsite.core.audit import REASON_REQUIRED, audited_save
+from trialsite.core.clock import site_time_text, site_today
 from trialsite.core.models import Protocol, Role, RoleAssignment
+from trialsite.core.signatures import signature_verify
 
 from . import rules
 from .models import (
     MEASURED_FIELDS,
     OPEN_VISIT_STATUSES,
+    AdverseEvent,
+    AlertKind,
+    AlertStatus,
+    CausalityAssessment,
+    EndOfStudy,
+    EndReason,
+    InterventionRelatedness,
+    Relatedness,
+    SaeAlert,
     ScheduledVisit,
     VisitDefinition,
     VisitRecord,
@@ -38,6 +57,7 @@ from .models import (
     VisitStatus,
     VitalStatus,
 )
+from .selectors import participant_interventions
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +302,13 @@ def visit_record(
     visit.status = VisitStatus.DONE if outside is None else VisitStatus.DONE_OUT_OF_WINDOW
     audited_save(visit, user=user, reason=_("Visit recorded on %(date)s") % {"date": visit_date})
     _pending_reminders_cancel([visit], _("Visit recorded"))
+    if vital_status == VitalStatus.DEAD:
+        participant_death_end(
+            participant=visit.participant,
+            user=user,
+            died_on=date_of_death,
+            details=_("Death recorded at the %(visit)s visit") % {"visit": visit.definition.name},
+        )
     return record
 
 
@@ -375,3 +402,524 @@ def visit_reminders_dispatch(*, now: datetime | None = None) -> int:
         VisitReminder.objects.filter(pk=pk).update(recipients=", ".join(recipients))
         sent += 1
     return sent
+
+
+# --- Adverse events and end of study ---------------------------------------------------------
+#
+# Adverse events, their causality and the SAE reporting clock are trial data (audited, each
+# change with a reason). The SAE alerts are delivery state: every status move is a
+# conditional UPDATE whose row count is the claim, as dosing's reminders.
+
+AE_WRITERS = (Role.COORDINATOR, Role.INVESTIGATOR)
+CAUSALITY_MEANING = _lazy(
+    "I have assessed how this adverse event relates to each study intervention."
+)
+ALERT_MAX_ATTEMPTS = 5
+ALERT_SEND_TIMEOUT_SECONDS = 30
+# A claim older than this belongs to a worker that died mid-send: back to the queue.
+ALERT_CLAIM_LEASE = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+
+
+def _require_site_role(participant: Participant, user, roles, message) -> None:
+    if participant.site_id not in (access_for(user).site_ids(*roles) or ()):
+        raise ValidationError(message)
+
+
+def _day_zero(participant: Participant) -> date:
+    allocation = Allocation.objects.filter(participant=participant).first()
+    if allocation is None:
+        raise ValidationError(
+            _("%(number)s is not randomized: the study's records start at randomization.")
+            % {"number": participant.study_number}
+        )
+    return rules.study_day_zero(allocation.randomized_at, participant.site.zone)
+
+
+def _criteria_fields(criteria) -> dict[str, bool]:
+    return {f"criterion_{code}": code in criteria for code, _label in rules.SERIOUSNESS_CRITERIA}
+
+
+def _check_adverse_event(participant: Participant, values: dict) -> None:
+    problems = rules.adverse_event_problems(
+        onset=values["onset_date"],
+        end=values["end_date"],
+        grade=values["grade"],
+        death_date=values["death_date"],
+        serious=values["serious"],
+        criteria=set(values["criteria"]),
+        day_zero=_day_zero(participant),
+        today=site_today(participant.site),
+    )
+    if problems:
+        raise ValidationError(problems)
+
+
+def _reaction_to_report(participant: Participant, administration: Administration | None):
+    if administration is None:
+        return None
+    dose = administration.scheduled_dose
+    if (
+        dose.participant_id != participant.pk
+        or not administration.infusion_reaction
+        or administration.is_void
+    ):
+        raise ValidationError(
+            _("That dose record is not an infusion reaction of %(number)s in force.")
+            % {"number": participant.study_number}
+        )
+    return administration
+
+
+def _start_sae_clock(adverse_event: AdverseEvent, now: datetime) -> None:
+    """The investigators hear at once, and again when the report is 24 hours late."""
+    adverse_event.sae_clock_started_at = now
+    for kind, due_at in (
+        (AlertKind.IMMEDIATE, now),
+        (AlertKind.FOLLOW_UP, rules.sae_report_due(now)),
+    ):
+        SaeAlert.objects.get_or_create(
+            adverse_event=adverse_event, kind=kind, defaults={"due_at": due_at}
+        )
+
+
+def participant_death_end(
+    *,
+    participant: Participant,
+    user,
+    died_on: date,
+    details: str = "",
+    adverse_event: AdverseEvent | None = None,
+) -> EndOfStudy:
+    """A death recorded on any form (an adverse event, a visit) ends the study, in the
+    caller's transaction. Idempotent: a death already ending the study is returned."""
+    ended = EndOfStudy.objects.filter(participant=participant).first()
+    if ended is not None and ended.reason == EndReason.DIED:
+        return ended
+    return participant_study_end(
+        participant=participant,
+        user=user,
+        reason=EndReason.DIED,
+        ended_on=died_on,
+        details=details,
+        adverse_event=adverse_event,
+    )
+
+
+def _end_study_on_death(adverse_event: AdverseEvent, user) -> None:
+    participant_death_end(
+        participant=adverse_event.participant,
+        user=user,
+        died_on=adverse_event.death_date,
+        details=adverse_event.term,
+        adverse_event=adverse_event,
+    )
+
+
+def adverse_event_record(
+    *,
+    participant: Participant,
+    user,
+    term: str,
+    onset_date: date,
+    end_date: date | None,
+    grade: int,
+    death_date: date | None,
+    serious: bool,
+    criteria: Collection[str],
+    action_taken: str,
+    outcome: str,
+    administration: Administration | None = None,
+    submission_token: UUID | None = None,
+) -> AdverseEvent:
+    """Records one adverse event of a randomized participant. A serious one starts the
+    reporting clock and its two alerts; a grade 5 one ends the study, in this transaction.
+    Idempotent per submission token: a resent form returns the event already recorded."""
+    _require_site_role(
+        participant,
+        user,
+        AE_WRITERS,
+        _("Only a coordinator or investigator of the participant's site can record it."),
+    )
+    if submission_token is not None:
+        existing = AdverseEvent.objects.filter(submission_token=submission_token).first()
+        if existing is not None:
+            return existing
+    values = {
+        "term": term.strip(),
+        "onset_date": onset_date,
+        "end_date": end_date,
+        "grade": grade,
+        "death_date": death_date,
+        "serious": serious,
+        "criteria": set(criteria),
+        "action_taken": action_taken,
+        "outcome": outcome,
+    }
+    with transaction.atomic():
+        Participant.objects.select_for_update().filter(pk=participant.pk).first()
+        _check_adverse_event(participant, values)
+        adverse_event = AdverseEvent(
+            participant=participant,
+            administration=_reaction_to_report(participant, administration),
+            recorded_by=user,
+            submission_token=submission_token,
+            **{k: v for k, v in values.items() if k != "criteria"},
+            **_criteria_fields(values["criteria"]),
+        )
+        now = timezone.now()
+        adverse_event.recorded_at = now
+        if serious:
+            adverse_event.sae_clock_started_at = now
+        audited_save(adverse_event, user=user)
+        if serious:
+            _start_sae_clock(adverse_event, now)
+        if grade == rules.FATAL_GRADE:
+            _end_study_on_death(adverse_event, user)
+    return adverse_event
+
+
+def adverse_event_update(
+    *, adverse_event: AdverseEvent, user, reason: str, criteria: Collection[str], **fields
+) -> AdverseEvent:
+    """Changes an adverse event (its end, outcome, grade...) under the same checks as when it
+    was recorded, with the reason in the audit trail. Made serious, it starts the clock;
+    made grade 5, it ends the study."""
+    participant = adverse_event.participant
+    _require_site_role(
+        participant,
+        user,
+        AE_WRITERS,
+        _("Only a coordinator or investigator of the participant's site can change it."),
+    )
+    if not (reason or "").strip():
+        raise ValidationError({"reason": REASON_REQUIRED})
+    with transaction.atomic():
+        Participant.objects.select_for_update().filter(pk=participant.pk).first()
+        adverse_event = AdverseEvent.objects.select_for_update().get(pk=adverse_event.pk)
+        was_serious, was_fatal = adverse_event.serious, adverse_event.grade == rules.FATAL_GRADE
+        values = {
+            name: fields.get(name, getattr(adverse_event, name))
+            for name in ("term", "onset_date", "end_date", "grade", "death_date", "serious")
+        }
+        values |= {
+            "criteria": set(criteria),
+            "action_taken": fields.get("action_taken", adverse_event.action_taken),
+            "outcome": fields.get("outcome", adverse_event.outcome),
+        }
+        _check_adverse_event(participant, values)
+        if was_serious and not values["serious"]:
+            raise ValidationError(
+                {"serious": _("A serious event stays serious: its reporting clock has started.")}
+            )
+        for name, value in values.items():
+            if name != "criteria":
+                setattr(adverse_event, name, value)
+        for name, value in _criteria_fields(values["criteria"]).items():
+            setattr(adverse_event, name, value)
+        now = timezone.now()
+        if adverse_event.serious and not was_serious:
+            adverse_event.sae_clock_started_at = now
+        audited_save(adverse_event, user=user, reason=reason)
+        if adverse_event.serious and not was_serious:
+            _start_sae_clock(adverse_event, now)
+        if adverse_event.grade == rules.FATAL_GRADE and not was_fatal:
+            _end_study_on_death(adverse_event, user)
+    return adverse_event
+
+
+def causality_sign(
+    *,
+    adverse_event: AdverseEvent,
+    user,
+    password: str,
+    expected: bool,
+    relatedness: dict[str, str],
+) -> CausalityAssessment:
+    """An investigator of the participant's site assesses the event against each study
+    intervention of the arm and signs with their password. One assessment per event."""
+    participant = adverse_event.participant
+    _require_site_role(
+        participant,
+        user,
+        (Role.INVESTIGATOR,),
+        _("Only an investigator of the participant's site can sign the causality assessment."),
+    )
+    # Before the password: an assessment that cannot be signed costs no attempt at the lock-out.
+    if CausalityAssessment.objects.filter(adverse_event=adverse_event).exists():
+        raise ValidationError(_("The causality of this adverse event is already signed."))
+    found = participant_interventions(participant)
+    missing = {
+        f"related_{i.key}": _("Assess the relatedness to this intervention.")
+        for i in found
+        if relatedness.get(i.key) not in Relatedness.values
+    }
+    if missing:
+        raise ValidationError(missing)
+    # Outside the transaction: a wrong password must stay counted when the signing fails.
+    signature_verify(user=user, password=password)
+    with transaction.atomic():
+        AdverseEvent.objects.select_for_update().filter(pk=adverse_event.pk).first()
+        if CausalityAssessment.objects.filter(adverse_event=adverse_event).exists():
+            raise ValidationError(_("The causality of this adverse event is already signed."))
+        assessment = audited_save(
+            CausalityAssessment(
+                adverse_event=adverse_event,
+                expected=expected,
+                signer=user,
+                printed_name=user.get_full_name() or user.get_username(),
+                signed_at=timezone.now(),
+                meaning=str(CAUSALITY_MEANING),
+            ),
+            user=user,
+        )
+        for intervention in found:
+            audited_save(
+                InterventionRelatedness(
+                    assessment=assessment,
+                    schedule_id=intervention.schedule_id,
+                    scheduled_dose_id=intervention.dose_id,
+                    label=intervention.label,
+                    relatedness=relatedness[intervention.key],
+                ),
+                user=user,
+            )
+    return assessment
+
+
+def sae_report_mark(*, adverse_event: AdverseEvent, reported_on: date, user) -> AdverseEvent:
+    """Records that a serious adverse event was reported to the sponsor and the ethics
+    committee: its clock stops and the 24-hour alert, not yet sent, is cancelled."""
+    participant = adverse_event.participant
+    _require_site_role(
+        participant,
+        user,
+        AE_WRITERS,
+        _("Only a coordinator or investigator of the participant's site can record it."),
+    )
+    with transaction.atomic():
+        adverse_event = AdverseEvent.objects.select_for_update().get(pk=adverse_event.pk)
+        if not adverse_event.serious:
+            raise ValidationError(
+                _("Only a serious adverse event is reported to the sponsor and ethics committee.")
+            )
+        if adverse_event.reported_on is not None:
+            raise ValidationError(
+                _("This event was already recorded as reported on %(date)s.")
+                % {"date": adverse_event.reported_on.isoformat()}
+            )
+        today = site_today(participant.site)
+        if reported_on < adverse_event.onset_date:
+            raise ValidationError(
+                {
+                    "reported_on": _("The report cannot be before the onset (%(onset)s).")
+                    % {"onset": adverse_event.onset_date.isoformat()}
+                }
+            )
+        if reported_on > today:
+            raise ValidationError(
+                {
+                    "reported_on": _(
+                        "The report date is in the future (today at the site is %(today)s)."
+                    )
+                    % {"today": today.isoformat()}
+                }
+            )
+        adverse_event.reported_on = reported_on
+        adverse_event.reported_by = user
+        audited_save(adverse_event, user=user, reason=_("Reported to the sponsor and ethics"))
+        SaeAlert.objects.filter(
+            adverse_event=adverse_event, kind=AlertKind.FOLLOW_UP, status=AlertStatus.PENDING
+        ).update(
+            status=AlertStatus.CANCELLED,
+            cancelled_reason=_("Reported on %(date)s") % {"date": reported_on.isoformat()},
+        )
+    return adverse_event
+
+
+def participant_study_end(
+    *,
+    participant: Participant,
+    user,
+    reason: str,
+    ended_on: date,
+    details: str = "",
+    adverse_event: AdverseEvent | None = None,
+) -> EndOfStudy:
+    """Ends a randomized participant's study once: visits, doses and reminders still planned
+    stop, in this transaction; every record already made stays."""
+    _require_site_role(
+        participant,
+        user,
+        AE_WRITERS,
+        _("Only a coordinator or investigator of the participant's site can end the study."),
+    )
+    with transaction.atomic():
+        Participant.objects.select_for_update().filter(pk=participant.pk).first()
+        day_zero = _day_zero(participant)
+        ended = EndOfStudy.objects.filter(participant=participant).first()
+        if ended is not None:
+            raise ValidationError(
+                _("The study of %(number)s already ended on %(date)s (%(reason)s).")
+                % {
+                    "number": participant.study_number,
+                    "date": ended.ended_on.isoformat(),
+                    "reason": ended.get_reason_display(),
+                }
+            )
+        problems = rules.end_of_study_problems(
+            completed=reason == EndReason.COMPLETED,
+            ended_on=ended_on,
+            day_zero=day_zero,
+            today=site_today(participant.site),
+        )
+        if problems:
+            raise ValidationError(problems)
+        end = audited_save(
+            EndOfStudy(
+                participant=participant,
+                reason=reason,
+                ended_on=ended_on,
+                details=details.strip(),
+                adverse_event=adverse_event,
+                recorded_by=user,
+            ),
+            user=user,
+        )
+        why = _("End of study: %(reason)s") % {"reason": end.get_reason_display()}
+        participant_reminders_cancel(participant=participant, reason=why)
+        participant_visits_stop(participant=participant, user=user, reason=why)
+    return end
+
+
+# --- The SAE alert outbox -----------------------------------------------------------------
+
+
+@dataclass
+class AlertDispatch:
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    lost_claims: int = 0
+    recovered: int = 0
+
+
+def sae_link(adverse_event: AdverseEvent) -> str:
+    path = reverse("outcomes:ae_list", args=[adverse_event.participant.study_number])
+    return settings.SITE_URL.rstrip("/") + path
+
+
+def sae_alert_message(alert: SaeAlert) -> tuple[str, str]:
+    """Subject and body. The participant is their study number only: never name or MRN."""
+    adverse_event = alert.adverse_event
+    site = adverse_event.participant.site
+    context = {
+        "follow_up": alert.kind == AlertKind.FOLLOW_UP,
+        "study_number": adverse_event.participant.study_number,
+        "site": site,
+        "adverse_event": adverse_event,
+        "criteria": ", ".join(adverse_event.criteria_labels),
+        "recorded": site_time_text(adverse_event.sae_clock_started_at, site),
+        "due": site_time_text(adverse_event.report_due_at, site),
+        "link": sae_link(adverse_event),
+    }
+    subject = render_to_string("outcomes/ae_alert_subject.txt", context).strip()
+    body = render_to_string("outcomes/ae_alert_body.txt", context)
+    return " ".join(subject.split()), body
+
+
+def _investigator_emails(site_id: int, cache: dict) -> list[str]:
+    if site_id not in cache:
+        cache[site_id] = sorted(
+            set(
+                RoleAssignment.objects.filter(
+                    site_id=site_id, role=Role.INVESTIGATOR, user__is_active=True
+                )
+                .exclude(user__email="")
+                .values_list("user__email", flat=True)
+            )
+        )
+    return cache[site_id]
+
+
+def _alert_finish(pk: int, token: str, **values) -> int:
+    return SaeAlert.objects.filter(pk=pk, status=AlertStatus.SENDING, claimed_by=token).update(
+        **values
+    )
+
+
+def sae_alerts_dispatch(*, now: datetime | None = None, worker: str = "") -> AlertDispatch:
+    """Sends every due SAE alert once: each row is claimed with a conditional UPDATE before
+    it is sent. Idempotent: a second call at the same instant sends nothing."""
+    now = now or timezone.now()
+    result = AlertDispatch()
+    result.recovered = SaeAlert.objects.filter(
+        status=AlertStatus.SENDING, claimed_at__lt=now - ALERT_CLAIM_LEASE
+    ).update(status=AlertStatus.PENDING, next_attempt_at=None)
+    channel = import_string(settings.DOSING_REMINDER_CHANNEL)()
+    cache: dict = {}
+    due = (
+        SaeAlert.objects.filter(status=AlertStatus.PENDING, due_at__lte=now)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .order_by("due_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    for pk in list(due):
+        _alert_send(pk, worker=worker, channel=channel, cache=cache, result=result)
+    return result
+
+
+def _alert_send(pk: int, *, worker: str, channel, cache: dict, result: AlertDispatch) -> None:
+    token = f"{worker or 'dispatch'}/{uuid.uuid4().hex[:12]}"
+    claimed = SaeAlert.objects.filter(pk=pk, status=AlertStatus.PENDING).update(
+        status=AlertStatus.SENDING,
+        claimed_by=token,
+        claimed_at=timezone.now(),
+        attempts=F("attempts") + 1,
+    )
+    if not claimed:
+        result.lost_claims += 1
+        return
+    alert = SaeAlert.objects.select_related("adverse_event__participant__site").get(pk=pk)
+    if alert.kind == AlertKind.FOLLOW_UP and alert.adverse_event.reported_on is not None:
+        _alert_finish(
+            pk, token, status=AlertStatus.CANCELLED, cancelled_reason=_("Reported in time")
+        )
+        result.cancelled += 1
+        return
+    try:
+        recipients = _investigator_emails(alert.adverse_event.participant.site_id, cache)
+        if not recipients:
+            raise NoRecipients(_("No investigator with an e-mail address at the site."))
+        subject, body = sae_alert_message(alert)
+        channel.send(
+            subject=subject,
+            body=body,
+            recipients=recipients,
+            headers={"X-SAE-Alert-Id": str(pk), "X-SAE-Alert-Kind": alert.kind},
+            timeout=ALERT_SEND_TIMEOUT_SECONDS,
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure of the outside world retries
+        log.warning("SAE alert %s attempt %s failed: %s", pk, alert.attempts, exc)
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        if alert.attempts >= ALERT_MAX_ATTEMPTS:
+            _alert_finish(pk, token, status=AlertStatus.FAILED, last_error=error)
+            result.failed += 1
+        else:
+            _alert_finish(
+                pk,
+                token,
+                status=AlertStatus.PENDING,
+                last_error=error,
+                next_attempt_at=timezone.now() + retry_delay(alert.attempts),
+            )
+            result.retrying += 1
+        return
+    _alert_finish(
+        pk,
+        token,
+        status=AlertStatus.SENT,
+        sent_at=timezone.now(),
+        recipients=", ".join(recipients),
+    )
+    result.sent += 1

@@ -14,3 +14,16 @@ def visits_sweep() -> dict:
     missed = services.visits_mark_missed()
     sent = services.visit_reminders_dispatch()
     return {"missed": missed, "reminders_sent": sent}
+
+
+# --- Adverse events and end of study ---
+
+
+@shared_task(
+    name="outcomes.tasks.sae_alerts_dispatch", bind=True, acks_late=True, ignore_result=True
+)
+def sae_alerts_dispatch(self) -> dict:
+    """Send the due SAE alerts. Idempotent: every row is claimed before it is sent, so a
+    redelivered or duplicated run sends nothing twice."""
+    result = services.sae_alerts_dispatch(worker=self.request.hostname or "worker")
+    return {"sent": result.sent, "retrying": result.retrying, "failed": result.failed}

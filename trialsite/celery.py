@@ -28,6 +28,11 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    "outcomes-sae-alerts": {
+        "task": "outcomes.tasks.sae_alerts_dispatch",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }
 
 
