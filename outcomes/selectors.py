@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
 from arms.models import Allocation
@@ -23,6 +23,7 @@ from .models import (
     OPEN_VISIT_STATUSES,
     AdverseEvent,
     EndOfStudy,
+    SaeAlert,
     ScheduledVisit,
     VisitRecord,
 )
@@ -188,6 +189,7 @@ def open_sae_reports(user) -> list[AdverseEvent]:
     return list(
         adverse_events_for_user(user)
         .filter(serious=True, reported_on__isnull=True)
+        .prefetch_related(Prefetch("alerts", queryset=SaeAlert.objects.order_by("due_at")))
         .order_by("sae_clock_started_at", "pk")
     )
 
