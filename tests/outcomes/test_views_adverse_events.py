@@ -186,7 +186,7 @@ def test_open_reports_show_the_time_left_in_the_users_sites_only(serious, cast, 
     page = client_for(cast["investigator_a"]).get(url).content.decode()
     assert serious.participant.study_number in page and "24 h 00 min left" in page
     assert "Serious adverse event recorded: Upcoming" in page
-    assert "Not reported after 24 hours: Upcoming · due 2026-03-13 15:00 UTC+08:00" in page
+    assert "Not reported after 24 hours: Upcoming · Due 2026-03-13 15:00 UTC+08:00" in page
     assert serious.participant.study_number not in (
         client_for(cast["coordinator_b"]).get(url).content.decode()
     )
