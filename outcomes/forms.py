@@ -42,8 +42,9 @@ def _not_done_fields():
 
 
 class VisitForm(forms.Form):
-    """Ranges are checked by the service (`visit_record`), whose messages land beside their
-    fields: the form only reads what was typed."""
+    """Ranges and "not done" come from the protocol rules (`rules.measurement_problems`),
+    checked here and again by the service (`visit_record`); dates need the participant's
+    schedule, so only the service checks them, its messages put beside their fields."""
 
     visit_date = forms.DateField(label=_("Visit date"), widget=DATE)
     # A whole number: a value outside 0-10 reaches the service and its range message, where
@@ -104,6 +105,15 @@ class VisitForm(forms.Form):
             done, reason = _not_done_fields()
             self.fields[f"{name}_not_done"] = done
             self.fields[f"{name}_not_done_reason"] = reason
+
+    def clean(self):
+        # The service checks the same on its own; here, so that a value out of range shows
+        # beside its field together with a missing date, not only once the date is fixed.
+        data = super().clean()
+        for field, message in rules.measurement_problems(self.measurements()).items():
+            if field not in self.errors:
+                self.add_error(field, message)
+        return data
 
     def measurement_rows(self):
         """(value, "not done", reason) for each measurement, for the template's rows."""

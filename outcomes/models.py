@@ -140,18 +140,7 @@ def _not_done_reason(label):
     return models.CharField(label, max_length=200, blank=True)
 
 
-# The measurements of a visit that may each be "not done" with a reason.
-MEASURED_FIELDS = (
-    "who_score",
-    "spo2",
-    "respiratory_support",
-    "pao2",
-    "fio2",
-    "lymphocytes",
-    "crp",
-    "il6",
-    "chest_ct",
-)
+MEASURED_FIELDS = rules.MEASURED_FIELDS
 
 
 # Choices are text ("" when blank); measurements are numbers (NULL when blank).

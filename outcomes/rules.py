@@ -148,6 +148,59 @@ def range_error(value, low, high, *, label: str, unit: str = "") -> str | None:
     }
 
 
+# The measurements of a visit that may each be "not done" with a reason.
+MEASURED_FIELDS = (
+    "who_score",
+    "spo2",
+    "respiratory_support",
+    "pao2",
+    "fio2",
+    "lymphocytes",
+    "crp",
+    "il6",
+    "chest_ct",
+)
+
+
+def measurement_problems(values: dict) -> dict[str, str]:
+    """Field -> message for a visit's findings: each value in its range, and each finding a
+    value or "not done" with its reason, never both. `values` holds each measured field, its
+    `_not_done` and its `_not_done_reason`."""
+    problems: dict[str, str] = {}
+    ranges = {
+        "who_score": (WHO_MIN, WHO_MAX, _("The WHO score"), ""),
+        "spo2": (SPO2_MIN, SPO2_MAX, _("SpO2"), "%"),
+        "pao2": (PAO2_MIN, PAO2_MAX, _("PaO2"), "mmHg"),
+    }
+    for name, (low, high, label, unit) in ranges.items():
+        error = range_error(values.get(name), low, high, label=label, unit=unit)
+        if error:
+            problems[name] = error
+    fio2 = values.get("fio2")
+    if fio2 is not None and normalise_fio2(Decimal(fio2)) is None:
+        problems["fio2"] = str(
+            _("FiO2 must be a fraction from 0.21 to 1.0, or a percentage from 21 to 100.")
+        )
+    for name in ("lymphocytes", "crp", "il6"):
+        value = values.get(name)
+        if value is not None and value < 0:
+            problems[name] = str(_("A count or a concentration cannot be negative."))
+    for name in MEASURED_FIELDS:
+        value = values.get(name)
+        blank = value is None or value == ""
+        reason = (values.get(f"{name}_not_done_reason") or "").strip()
+        if values.get(f"{name}_not_done"):
+            if not blank:
+                problems.setdefault(
+                    name, str(_('Either a value or "not done": leave the value empty if not done.'))
+                )
+            if not reason:
+                problems[f"{name}_not_done_reason"] = str(_("Say why it was not done."))
+        elif reason:
+            problems[f"{name}_not_done"] = str(_('Tick "not done" for a reason to be kept.'))
+    return problems
+
+
 # --- Adverse events and end of study ---
 
 # Adverse events are collected from randomization (day 0) to day 28 (PROTOCOL.md).

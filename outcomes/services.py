@@ -165,42 +165,6 @@ def visits_mark_missed(*, now: datetime | None = None) -> int:
     return marked
 
 
-def _measurement_errors(values: dict) -> dict[str, str]:
-    errors: dict[str, str] = {}
-    ranges = {
-        "who_score": (rules.WHO_MIN, rules.WHO_MAX, _("The WHO score"), ""),
-        "spo2": (rules.SPO2_MIN, rules.SPO2_MAX, _("SpO2"), "%"),
-        "pao2": (rules.PAO2_MIN, rules.PAO2_MAX, _("PaO2"), "mmHg"),
-    }
-    for name, (low, high, label, unit) in ranges.items():
-        error = rules.range_error(values.get(name), low, high, label=label, unit=unit)
-        if error:
-            errors[name] = error
-    fio2 = values.get("fio2")
-    if fio2 is not None and rules.normalise_fio2(Decimal(fio2)) is None:
-        errors["fio2"] = _(
-            "FiO2 must be a fraction from 0.21 to 1.0, or a percentage from 21 to 100."
-        )
-    for name in ("lymphocytes", "crp", "il6"):
-        value = values.get(name)
-        if value is not None and value < 0:
-            errors[name] = _("A count or a concentration cannot be negative.")
-    for name in MEASURED_FIELDS:
-        value = values.get(name)
-        blank = value is None or value == ""
-        reason = (values.get(f"{name}_not_done_reason") or "").strip()
-        if values.get(f"{name}_not_done"):
-            if not blank:
-                errors.setdefault(
-                    name, _('Either a value or "not done": leave the value empty if not done.')
-                )
-            if not reason:
-                errors[f"{name}_not_done_reason"] = _("Say why it was not done.")
-        elif reason:
-            errors[f"{name}_not_done"] = _('Tick "not done" for a reason to be kept.')
-    return errors
-
-
 def _dates_errors(
     visit: ScheduledVisit,
     *,
@@ -267,7 +231,7 @@ def visit_record(
         values[f"{name}_not_done_reason"] = (
             measurements.get(f"{name}_not_done_reason") or ""
         ).strip()
-    errors = _measurement_errors(values)
+    errors = rules.measurement_problems(values)
     errors.update(
         _dates_errors(
             visit,

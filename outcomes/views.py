@@ -59,7 +59,8 @@ def visit_record(request, pk: int):
     if hasattr(visit, "record") or visit.status == VisitStatus.NOT_REQUIRED:
         messages.info(request, _("This visit is already recorded or no longer required."))
         return redirect("outcomes:visit_detail", visit.pk)
-    form = VisitForm(request.POST or None, initial={"vital_status": "alive"})
+    today = site_today(visit.participant.site)
+    form = VisitForm(request.POST or None, initial={"visit_date": today, "vital_status": "alive"})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:

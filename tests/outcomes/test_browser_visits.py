@@ -62,3 +62,51 @@ def test_coordinator_records_the_day_1_visit(
     assert (record.who_score, str(record.fio2), record.pf_ratio) == (5, "0.40", 205)
     assert record.il6 is None and not record.il6_not_done  # left blank: not yet known
     assert record.chest_ct_not_done_reason == "Not indicated on day 1"
+
+
+@pytest.fixture
+def axe_page(chromium, live_server):
+    """Axe is injected as a script: the page's Content-Security-Policy is bypassed for it."""
+    context = chromium.new_context(base_url=live_server.url, bypass_csp=True)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+def test_the_visit_pages_fit_a_phone_and_axe_finds_nothing_serious(
+    axe_page, protocol, site_a, coordinator_a, investigator_a, administrator
+):
+    from tests.trialsite.test_browser_every_page import axe_violations
+
+    today = timezone.localdate(timezone=site_a.zone)
+    allocation = randomized(
+        site=site_a,
+        coordinator=coordinator_a,
+        investigator=investigator_a,
+        administrator=administrator,
+        at=datetime.combine(today - timedelta(days=1), time(10, 0), tzinfo=site_a.zone),
+    )
+    visits = {v.definition.code: v for v in allocation.participant.scheduled_visits.all()}
+    log_in(axe_page, coordinator_a)
+    problems = []
+    for width in (390, 1366):
+        axe_page.set_viewport_size({"width": width, "height": 844})
+        for path, bad_input in [
+            (f"/outcomes/participants/{allocation.participant.study_number}/visits/", False),
+            (f"/outcomes/visits/{visits['D1'].pk}/record/", False),
+            (f"/outcomes/visits/{visits['D1'].pk}/record/", True),
+            (f"/outcomes/visits/{visits['D0'].pk}/", False),
+        ]:
+            assert axe_page.goto(path).status == 200
+            if bad_input:
+                axe_page.get_by_label("SpO2 (%)").fill("45")
+                axe_page.get_by_role("button", name="Record").click()
+                assert axe_page.get_by_text("SpO2 must be between 50 and 100 %.").first.is_visible()
+                screenshot(axe_page, f"outcomes-visit-form-errors-{width}")
+            scroll = axe_page.evaluate("document.documentElement.scrollWidth")
+            if scroll > width:
+                problems.append(f"{path} at {width}px scrolls sideways: {scroll}px")
+            for v in axe_violations(axe_page):
+                problems.append(f"{path} at {width}px: {v['id']} {v['help']}: {v['nodes']}")
+    assert problems == [], "\n".join(problems)

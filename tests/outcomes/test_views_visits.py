@@ -155,3 +155,22 @@ def test_the_roster_shows_the_latest_who_score(client_for, coordinator_a, alloca
     client.post(reverse("outcomes:visit_record", args=[day_1.pk]), FILLED)
     progress = client.get(reverse("arms:roster")).context["table"].progress
     assert progress[allocation.participant_id].latest_who_score == "5"
+
+
+def test_a_value_out_of_range_shows_with_a_missing_date_not_after_it(
+    client_for, coordinator_a, day_1
+):
+    typed = {**FILLED, "visit_date": "", "spo2": "45"}
+    response = client_for(coordinator_a).post(
+        reverse("outcomes:visit_record", args=[day_1.pk]), typed
+    )
+    assert response.context["form"].errors == {
+        "visit_date": ["This field is required."],
+        "spo2": ["SpO2 must be between 50 and 100 %."],
+    }
+    assert VisitRecord.objects.count() == 0
+
+
+def test_the_visit_date_proposed_is_the_sites_today(client_for, coordinator_a, day_1):
+    response = client_for(coordinator_a).get(reverse("outcomes:visit_record", args=[day_1.pk]))
+    assert 'value="2026-03-11"' in response.content.decode()
