@@ -6,6 +6,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from trialsite.core.audit import AuditedModel
+from trialsite.core.i18n import localized
 from trialsite.core.models import Protocol, Site
 
 
@@ -20,8 +21,10 @@ class Arm(AuditedModel):
     protocol = models.ForeignKey(Protocol, on_delete=models.CASCADE, related_name="arms")
     code = models.CharField(_("code"), max_length=10)
     name = models.CharField(_("name"), max_length=100)
+    name_zh = models.CharField(_("name (Chinese)"), max_length=100, blank=True)
     arm_type = models.CharField(_("arm type"), max_length=20, choices=ArmType.choices)
     description = models.TextField(_("description"), blank=True)
+    description_zh = models.TextField(_("description (Chinese)"), blank=True)
     ratio = models.PositiveSmallIntegerField(
         _("allocation ratio"), validators=[MinValueValidator(1)]
     )
@@ -36,7 +39,13 @@ class Arm(AuditedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.code} – {self.name}"
+        return f"{self.code} – {self.localized_name()}"
+
+    def localized_name(self) -> str:
+        return localized(self.name, self.name_zh)
+
+    def localized_description(self) -> str:
+        return localized(self.description, self.description_zh)
 
     @property
     def needs_schedule(self) -> bool:

@@ -23,6 +23,8 @@ class ArmDef:
     arm_type: str
     ratio: int
     description: str = ""
+    name_zh: str = ""
+    description_zh: str = ""
 
 
 class ArmsSection(ProtocolSection):
@@ -36,6 +38,8 @@ class ArmsSection(ProtocolSection):
                 arm_type=a["arm_type"],
                 ratio=int(a["ratio"]),
                 description=a.get("description", ""),
+                name_zh=a.get("name_zh", ""),
+                description_zh=a.get("description_zh", ""),
             )
             for a in data.get("arms", [])
         ]
@@ -48,6 +52,8 @@ class ArmsSection(ProtocolSection):
                 arm_type=a.arm_type,
                 ratio=a.ratio,
                 description=a.description,
+                name_zh=a.name_zh,
+                description_zh=a.description_zh,
             )
             for a in protocol.arms.all()
         ]
@@ -86,6 +92,8 @@ class ArmsSection(ProtocolSection):
                     "arm_type": arm_def.arm_type,
                     "ratio": arm_def.ratio,
                     "description": arm_def.description,
+                    "name_zh": arm_def.name_zh,
+                    "description_zh": arm_def.description_zh,
                     "order": order,
                 },
             )

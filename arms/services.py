@@ -16,13 +16,14 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import F
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from enrollment.models import Participant
 from enrollment.selectors import latest_screening, randomization_gate
 from trialsite.core.access import access_for
 from trialsite.core.audit import audited_save
+from trialsite.core.languages import emails_by_language
 from trialsite.core.models import Protocol, Role, RoleAssignment, Site
 from trialsite.core.queue import enqueue_on_commit
 
@@ -461,13 +462,6 @@ def stratum_exhaustion_alert(*, stratum: Stratum) -> bool:
     return True
 
 
-def _emails(role: str, site: Site | None = None) -> list[str]:
-    assignments = RoleAssignment.objects.filter(role=role, user__is_active=True)
-    if site is not None:
-        assignments = assignments.filter(site=site)
-    return sorted({e for e in assignments.values_list("user__email", flat=True) if e})
-
-
 def allocation_notice_message(allocation: Allocation) -> tuple[str, str]:
     """Subject and body: the study number and the arm, never a name or a hospital number."""
     participant = allocation.participant
@@ -482,7 +476,7 @@ def allocation_notice_message(allocation: Allocation) -> tuple[str, str]:
     ) % {
         "study_number": participant.study_number,
         "arm_code": allocation.arm.code,
-        "arm": allocation.arm.name,
+        "arm": allocation.arm.localized_name(),
         "when": when.strftime("%Y-%m-%d %H:%M"),
         "zone": participant.site.time_zone,
         "number": allocation.randomization_number,
@@ -516,11 +510,16 @@ def allocation_notice_send(*, notice_id: int) -> bool:
         "allocation__participant__site", "allocation__arm"
     ).get(pk=notice_id)
     allocation = notice.allocation
-    recipients = _emails(Role.INVESTIGATOR, allocation.participant.site)
+    site = allocation.participant.site
+    by_language = emails_by_language(
+        RoleAssignment.objects.filter(role=Role.INVESTIGATOR, site=site), site=site
+    )
+    recipients = [email for emails in by_language.values() for email in emails]
     try:
-        if recipients:
-            subject, body = allocation_notice_message(allocation)
-            send_mail(subject, body, None, recipients)
+        for language, emails in by_language.items():
+            with translation.override(language):
+                subject, body = allocation_notice_message(allocation)
+            send_mail(subject, body, None, emails)
     except Exception as exc:
         final = notice.attempts >= NOTICE_MAX_ATTEMPTS
         AllocationNotice.objects.filter(pk=notice_id).update(
@@ -553,17 +552,18 @@ def allocation_notices_sweep(*, now=None, limit: int = 100) -> int:
 
 def stratum_exhausted_email(*, stratum_id: int) -> int:
     stratum = Stratum.objects.get(pk=stratum_id)
-    recipients = _emails(Role.ADMINISTRATOR)
-    if recipients:
-        send_mail(
-            _("Randomization list exhausted: stratum %(stratum)s") % {"stratum": stratum.code},
-            _(
-                "A participant of stratum %(stratum)s could not be randomized: list "
-                "%(list)s has no entry left in it. Provide a new list before anyone else "
-                "in this stratum is randomized."
+    by_language = emails_by_language(RoleAssignment.objects.filter(role=Role.ADMINISTRATOR))
+    for language, emails in by_language.items():
+        with translation.override(language):
+            send_mail(
+                _("Randomization list exhausted: stratum %(stratum)s") % {"stratum": stratum.code},
+                _(
+                    "A participant of stratum %(stratum)s could not be randomized: list "
+                    "%(list)s has no entry left in it. Provide a new list before anyone else "
+                    "in this stratum is randomized."
+                )
+                % {"stratum": stratum.code, "list": stratum.randomization_list_id},
+                None,
+                emails,
             )
-            % {"stratum": stratum.code, "list": stratum.randomization_list_id},
-            None,
-            recipients,
-        )
-    return len(recipients)
+    return sum(len(emails) for emails in by_language.values())

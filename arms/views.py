@@ -10,6 +10,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_tables2 import RequestConfig
@@ -333,6 +334,8 @@ def roster_csv(request, arm_code: str | None = None):
     name = f"roster-{arm.code}" if arm else "roster"
     response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
     writer = csv.writer(response)
-    for row in table.as_values():
-        writer.writerow(row)
+    # An export reads the same whatever the page's language: English headers and values.
+    with translation.override("en"):
+        for row in table.as_values():
+            writer.writerow(row)
     return response

@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy as _
 from arms.models import Arm
 from enrollment.models import Participant
 from trialsite.core.audit import AuditedModel
+from trialsite.core.i18n import localized
 
 from .rules import scientific
 
@@ -21,7 +22,9 @@ class DoseSchedule(AuditedModel):
 
     arm = models.ForeignKey(Arm, on_delete=models.CASCADE, related_name="dose_schedules")
     product = models.CharField(_("product"), max_length=200)
+    product_zh = models.CharField(_("product (Chinese)"), max_length=200, blank=True)
     route = models.CharField(_("route"), max_length=40)
+    route_zh = models.CharField(_("route (Chinese)"), max_length=40, blank=True)
     study_days = models.JSONField(_("study days"), help_text=_("Day 0 is randomization day."))
     times = models.JSONField(_("times of day (site time)"), help_text=_('e.g. ["08:00", "20:00"]'))
     window_kind = models.CharField(_("window"), max_length=20, choices=WindowKind.choices)
@@ -36,6 +39,7 @@ class DoseSchedule(AuditedModel):
         help_text=_("Conditions that change the amount, e.g. by eGFR."),
     )
     notes = models.TextField(_("notes"), blank=True)
+    notes_zh = models.TextField(_("notes (Chinese)"), blank=True)
     amount_min_fraction = models.DecimalField(
         _("lowest plausible amount (x planned)"), max_digits=6, decimal_places=3, default="0.5"
     )
@@ -51,6 +55,15 @@ class DoseSchedule(AuditedModel):
 
     def __str__(self) -> str:
         return f"{self.arm.code}: {self.product}"
+
+    def localized_product(self) -> str:
+        return localized(self.product, self.product_zh)
+
+    def localized_route(self) -> str:
+        return localized(self.route, self.route_zh)
+
+    def localized_notes(self) -> str:
+        return localized(self.notes, self.notes_zh)
 
     @property
     def dose_count(self) -> int:

@@ -34,6 +34,10 @@ class DoseScheduleDef:
     per_kg: bool = False
     adjustments: list[dict] = field(default_factory=list)
     notes: str = ""
+    # What a Chinese page shows instead (empty: the English).
+    product_zh: str = ""
+    route_zh: str = ""
+    notes_zh: str = ""
     # A recorded amount outside [min, max] x planned is refused as a typing slip.
     amount_min_fraction: Decimal = Decimal("0.5")
     amount_max_fraction: Decimal = Decimal("2")

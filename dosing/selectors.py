@@ -127,8 +127,8 @@ def dose_timeline(participant: Participant) -> list[TimelineGroup]:
         groups[dose.schedule_id].append(dose)
     return [
         TimelineGroup(
-            product=items[0].schedule.product,
-            route=items[0].schedule.route,
+            product=items[0].schedule.localized_product(),
+            route=items[0].schedule.localized_route(),
             doses=items,
             given=sum(1 for d in items if d.status == DoseStatus.GIVEN),
             total=len(items),

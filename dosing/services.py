@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
@@ -29,6 +29,7 @@ from arms.models import Arm
 from enrollment.models import Participant
 from trialsite.core.audit import audited_save
 from trialsite.core.clock import site_time_text
+from trialsite.core.languages import emails_by_language
 from trialsite.core.models import Role, RoleAssignment
 
 from . import rules
@@ -535,15 +536,16 @@ def reminder_link(reminder: Reminder) -> str:
 
 
 def reminder_message(reminder: Reminder) -> tuple[str, str]:
-    """Subject and body. The participant is their study number only: never name or MRN."""
+    """Subject and body, in the active language. The participant is their study number only:
+    never name or MRN."""
     dose = reminder.scheduled_dose
     site = reminder.participant.site
     context = {
         "reminder": reminder,
         "study_number": reminder.participant.study_number,
         "site": site,
-        "product": dose.schedule.product,
-        "route": dose.schedule.route,
+        "product": dose.schedule.localized_product(),
+        "route": dose.schedule.localized_route(),
         "dose_number": dose.sequence,
         "dose_count": dose.schedule.dose_count,
         "study_day": dose.study_day,
@@ -561,17 +563,12 @@ def reminder_message(reminder: Reminder) -> tuple[str, str]:
     return " ".join(subject.split()), body
 
 
-def _recipients(site_id: int, kind: str, cache: dict) -> list[str]:
-    key = (site_id, kind)
+def _recipients(site, kind: str, cache: dict) -> dict[str, list[str]]:
+    """The site's staff who get this kind of reminder, grouped by the language they read."""
+    key = (site.pk, kind)
     if key not in cache:
-        cache[key] = sorted(
-            set(
-                RoleAssignment.objects.filter(
-                    site_id=site_id, role__in=RECIPIENT_ROLES[kind], user__is_active=True
-                )
-                .exclude(user__email="")
-                .values_list("user__email", flat=True)
-            )
+        cache[key] = emails_by_language(
+            RoleAssignment.objects.filter(site=site, role__in=RECIPIENT_ROLES[kind]), site=site
         )
     return cache[key]
 
@@ -665,17 +662,22 @@ def _dispatch_one(pk: int, *, now, worker: str, channel, cache: dict, result) ->
         result.cancelled += 1
         return
     try:
-        recipients = _recipients(reminder.participant.site_id, reminder.kind, cache)
-        if not recipients:
+        by_language = _recipients(reminder.participant.site, reminder.kind, cache)
+        if not by_language:
             raise NoRecipients(_("No staff with an e-mail address at the site."))
-        subject, body = reminder_message(reminder)
-        channel.send(
-            subject=subject,
-            body=body,
-            recipients=recipients,
-            headers={"X-Reminder-Id": str(pk), "X-Reminder-Claim": token},
-            timeout=SEND_TIMEOUT_SECONDS,
-        )
+        # One message per language, each reader's own. A failure of a later one sends the
+        # earlier ones again at the retry: a reminder twice, never a reminder lost.
+        for language, emails in by_language.items():
+            with translation.override(language):
+                subject, body = reminder_message(reminder)
+            channel.send(
+                subject=subject,
+                body=body,
+                recipients=emails,
+                headers={"X-Reminder-Id": str(pk), "X-Reminder-Claim": token},
+                timeout=SEND_TIMEOUT_SECONDS,
+            )
+        recipients = [email for emails in by_language.values() for email in emails]
     except Exception as exc:  # noqa: BLE001 - any failure of the outside world retries
         log.warning("reminder %s attempt %s failed: %s", pk, reminder.attempts, exc)
         error = f"{type(exc).__name__}: {exc}"[:2000]

@@ -188,7 +188,7 @@ class ScreeningForm(forms.Form):
                     continue
                 if criterion.rule == "yes_no":
                     if name == criterion.code:
-                        field = _yes_no_field(f"{criterion.code} · {criterion.text}")
+                        field = _yes_no_field(f"{criterion.code} · {criterion.localized_text()}")
                     else:
                         field = forms.CharField(
                             label=f"{criterion.code} · " + str(_("Reason")),
@@ -206,7 +206,7 @@ class ScreeningForm(forms.Form):
                 fieldsets.extend(names)  # the field's own label carries the code
             else:
                 # The criterion's text is protocol data: shown as text, never compiled.
-                legend = f"{criterion.code} · {criterion.text}"
+                legend = f"{criterion.code} · {criterion.localized_text()}"
                 note = COMPUTED_NOTE.get(criterion.rule, "")
                 fieldsets.append(TextFieldset(legend, *names, note=note))
         # The protocol's plausible limits in the browser too: 0 or -5 cm is caught as it is

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from trialsite.core.audit import AuditedModel
+from trialsite.core.i18n import localized
 from trialsite.core.models import Protocol, Site
 
 from .crypto import EncryptedTextField
@@ -29,6 +30,7 @@ class EligibilityCriterion(AuditedModel):
     code = models.CharField(_("code"), max_length=10)
     kind = models.CharField(_("kind"), max_length=10, choices=CriterionKind.choices)
     text = models.TextField(_("text"))
+    text_zh = models.TextField(_("text (Chinese)"), blank=True)
     rule = models.CharField(
         _("rule"), max_length=40, blank=True, help_text=_("How the criterion is decided.")
     )
@@ -51,6 +53,9 @@ class EligibilityCriterion(AuditedModel):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.text[:60]}"
+
+    def localized_text(self) -> str:
+        return localized(self.text, self.text_zh)
 
 
 class Sex(models.TextChoices):
@@ -213,7 +218,12 @@ class ConsentVersion(AuditedModel):
         ]
 
     def __str__(self) -> str:
-        return f"v{self.version} ({self.language})"
+        # The language by name, in the page's language: a coordinator picks the version in the
+        # language the patient reads.
+        return _("v%(version)s (%(language)s)") % {
+            "version": self.version,
+            "language": self.get_language_display(),
+        }
 
 
 class Signer(models.TextChoices):

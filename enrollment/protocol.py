@@ -23,6 +23,7 @@ class CriterionDef:
     text: str
     rule: str
     params: dict = field(default_factory=dict)
+    text_zh: str = ""
     asked_for_sex: list[str] = field(default_factory=list)
 
 
@@ -35,6 +36,7 @@ class CriteriaSection(ProtocolSection):
                 code=c["code"],
                 kind=c["kind"],
                 text=c["text"],
+                text_zh=c.get("text_zh", ""),
                 rule=c.get("rule", ""),
                 params=dict(c.get("params", {})),
                 asked_for_sex=list(c.get("asked_for_sex", [])),
@@ -48,6 +50,7 @@ class CriteriaSection(ProtocolSection):
                 code=c.code,
                 kind=c.kind,
                 text=c.text,
+                text_zh=c.text_zh,
                 rule=c.rule,
                 params=dict(c.params),
                 asked_for_sex=list(c.asked_for_sex),
@@ -87,6 +90,7 @@ class CriteriaSection(ProtocolSection):
                 {
                     "kind": c.kind,
                     "text": c.text,
+                    "text_zh": c.text_zh,
                     "rule": c.rule,
                     "params": c.params,
                     "asked_for_sex": c.asked_for_sex,

@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from trialsite.core.access import access_for
 from trialsite.core.audit import audited_save
@@ -48,7 +49,8 @@ from .selectors import (
 from .signals import withdrawal_recorded
 
 STUDY_NUMBER_DIGITS = 4
-SIGNOFF_MEANING = "I confirm this patient is eligible."
+# Shown to the signer and kept with the signature in the language it was shown in.
+SIGNOFF_MEANING = gettext_lazy("I confirm this patient is eligible.")
 
 
 class DuplicateParticipant(Exception):
@@ -365,7 +367,7 @@ def _signoff_write(*, participant: Participant, user) -> EligibilitySignoff:
             signer=user,
             printed_name=user.get_full_name() or user.get_username(),
             signed_at=timezone.now(),
-            meaning=SIGNOFF_MEANING,
+            meaning=str(SIGNOFF_MEANING),
         ),
         user=user,
     )

@@ -19,6 +19,7 @@ import pytest
 import time_machine
 from django.conf import settings
 from django.db import connection
+from django.utils import translation
 
 from tests.factories import SiteFactory, user_with_role
 from trialsite.core.models import Role
@@ -88,6 +89,14 @@ def _clock_at_the_set_hour():
     start = datetime.strptime(CLOCK_UTC, "%H:%M").replace(tzinfo=UTC).timetz()
     with time_machine.travel(datetime.combine(datetime.now(UTC).date(), start), tick=True):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _installation_language_after_each_test():
+    # A page asked for in Chinese leaves Chinese active in the thread (as any request leaves
+    # its language): the next test's messages would be Chinese.
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
 
 
 @pytest.fixture(autouse=True)

@@ -21,6 +21,8 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", HealthzView.as_view(), name="healthz"),
+    # Under /i18n/, which a read-only monitor may post to: choosing a language changes no data.
+    path("i18n/language/", views.language_set, name="language_set"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
 ]

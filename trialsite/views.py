@@ -1,10 +1,13 @@
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+from django.views.i18n import set_language
 
 from arms.models import Arm
 from enrollment.models import EligibilityCriterion
@@ -12,6 +15,7 @@ from enrollment.models import EligibilityCriterion
 from .core import selectors
 from .core.access import access_for, role_required, site_for_user, sites_for_user
 from .core.forms import SiteForm
+from .core.languages import LANGUAGE_CODES, SESSION_KEY, user_language_set
 from .core.models import Protocol, Role, RoleAssignment, WorkerHeartbeat
 from .core.services import site_update
 
@@ -102,3 +106,15 @@ def user_list(request):
         Prefetch("role_assignments", queryset=RoleAssignment.objects.select_related("site"))
     )
     return render(request, "trialsite/user_list.html", {"users": users})
+
+
+@login_not_required  # the login page has the box too
+@require_POST
+def language_set(request):
+    """The language box of the navigation: Django's own choice (a cookie, for the login page),
+    and for a logged-in user their preference too, kept with the account."""
+    language = request.POST.get("language", "")
+    if request.user.is_authenticated and language in LANGUAGE_CODES:
+        user_language_set(user=request.user, language=language)
+        request.session[SESSION_KEY] = language
+    return set_language(request)

@@ -275,7 +275,7 @@ def test_only_the_current_version_may_be_used(participant_a, coordinator_a, cons
     with pytest.raises(ValidationError) as caught:
         record_consent(participant_a, coordinator_a, consent_version)
     assert caught.value.message_dict == {
-        "version": ["Only the current version may be used for a new consent: v2.0 (en)."]
+        "version": ["Only the current version may be used for a new consent: v2.0 (English)."]
     }
     assert record_consent(participant_a, coordinator_a, newer).version == newer
 
@@ -288,7 +288,7 @@ def test_a_version_not_yet_in_effect_is_refused(participant_a, coordinator_a, pr
     )
     with pytest.raises(ValidationError) as caught:
         record_consent(participant_a, coordinator_a, future, at=timezone.now())
-    assert caught.value.message_dict["version"] == ["Version v3.0 (en) is not in effect."]
+    assert caught.value.message_dict["version"] == ["Version v3.0 (English) is not in effect."]
 
 
 def test_an_lar_consent_needs_name_and_relationship(participant_a, coordinator_a, consent_version):

@@ -58,7 +58,9 @@ def test_site_edit_page_keeps_typed_input_and_shows_the_reason_error(
 ):
     client = client_for(administrator)
     url = reverse("site_edit", args=["SHE"])
-    response = client.post(url, {"name": "Typed name", "time_zone": "Asia/Shanghai", "reason": ""})
+    response = client.post(
+        url, {"name": "Typed name", "time_zone": "Asia/Shanghai", "language": "en", "reason": ""}
+    )
     assert response.status_code == 200
     assert response.context["form"].errors == {"reason": ["This field is required."]}
     assert b'value="Typed name"' in response.content
@@ -71,7 +73,7 @@ def test_site_edit_page_rejects_an_unknown_time_zone_next_to_the_field(
 ):
     response = client_for(administrator).post(
         reverse("site_edit", args=["SHE"]),
-        {"name": "East", "time_zone": "Mars/Olympus", "reason": "typo"},
+        {"name": "East", "time_zone": "Mars/Olympus", "language": "en", "reason": "typo"},
     )
     assert response.context["form"].errors == {
         "time_zone": ["Mars/Olympus is not a known time zone."]
@@ -85,7 +87,13 @@ def test_site_edit_through_the_page_is_in_the_audit_trail(
 ):
     response = client_for(administrator).post(
         reverse("site_edit", args=["SHE"]),
-        {"name": "East", "time_zone": "Asia/Shanghai", "is_active": "on", "reason": "Rename"},
+        {
+            "name": "East",
+            "time_zone": "Asia/Shanghai",
+            "language": "en",
+            "is_active": "on",
+            "reason": "Rename",
+        },
     )
     assert response.status_code == 302
     record = site_a.history.first()

@@ -7,6 +7,7 @@ from django.urls import reverse
 from arms.models import ListStatus, RandomizationList
 from enrollment.models import ConsentVersion
 from trialsite.core.access import access_for
+from trialsite.core.models import Site
 from trialsite.management.commands.load_demo import DEMO_PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -34,5 +35,13 @@ def test_demo_data_gives_one_user_per_role_and_a_trial_ready_to_randomize(protoc
         "monitor": ["monitor"],
         "admin": ["administrator"],
     }
-    assert ConsentVersion.objects.count() == 1
+    # Version 1.0 in each language the patients read; both demo sites work in Chinese.
+    assert sorted(ConsentVersion.objects.values_list("version", "language")) == [
+        ("1.0", "en"),
+        ("1.0", "zh-hans"),
+    ]
+    assert set(Site.objects.values_list("code", "language")) == {
+        ("SHE", "zh-hans"),
+        ("WUH", "zh-hans"),
+    }
     assert RandomizationList.objects.filter(status=ListStatus.ACTIVE).count() == 1

@@ -9,4 +9,9 @@ class CoreConfig(AppConfig):
     verbose_name = _("Trial site")
 
     def ready(self):
+        from django.contrib.auth.signals import user_logged_in
+
         from . import checks  # noqa: F401  (registers the protocol system checks)
+        from .languages import remember_language_at_login
+
+        user_logged_in.connect(remember_language_at_login, dispatch_uid="trial_language")

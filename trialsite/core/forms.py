@@ -32,7 +32,7 @@ class SiteForm(forms.ModelForm):
 
     class Meta:
         model = Site
-        fields = ["name", "time_zone", "is_active"]
+        fields = ["name", "time_zone", "language", "is_active"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

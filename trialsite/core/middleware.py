@@ -1,7 +1,9 @@
 from django.core.exceptions import PermissionDenied
+from django.utils import translation
 from django.utils.cache import add_never_cache_headers
 
 from .access import access_for
+from .languages import SESSION_KEY
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -39,3 +41,18 @@ class NoStoreMiddleware:
         response = self.get_response(request)
         add_never_cache_headers(response)
         return response
+
+
+class UserLanguageMiddleware:
+    """The language the user chose, else their site's (found at login and kept in the session),
+    over the browser's, which LocaleMiddleware applied before the user was known."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        language = request.session.get(SESSION_KEY)
+        if language:
+            translation.activate(language)
+            request.LANGUAGE_CODE = language
+        return self.get_response(request)

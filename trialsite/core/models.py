@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from .audit import AuditedModel, audit_accounts
+from .i18n import localized
 
 
 def validate_time_zone(value: str) -> None:
@@ -31,6 +32,13 @@ class Site(AuditedModel):
         _("time zone"), max_length=64, validators=[validate_time_zone], default="Asia/Shanghai"
     )
     is_active = models.BooleanField(_("active"), default=True)
+    language = models.CharField(
+        _("language"),
+        max_length=10,
+        choices=settings.LANGUAGES,
+        default="en",
+        help_text=_("The pages and e-mails of its staff who have not chosen a language."),
+    )
 
     class Meta:
         ordering = ["code"]
@@ -106,6 +114,7 @@ class Protocol(AuditedModel):
 
     code = models.CharField(_("code"), max_length=40, unique=True)
     title = models.CharField(_("title"), max_length=300)
+    title_zh = models.CharField(_("title (Chinese)"), max_length=300, blank=True)
     version = models.CharField(_("version"), max_length=40)
     is_current = models.BooleanField(_("current"), default=False)
     block_sizes = models.JSONField(_("block sizes"), default=list)
@@ -128,6 +137,25 @@ class Protocol(AuditedModel):
 
     def __str__(self) -> str:
         return f"{self.code} v{self.version}"
+
+    def localized_title(self) -> str:
+        return localized(self.title, self.title_zh)
+
+
+class UserPreference(AuditedModel):
+    """What a person chose for themselves: kept with the account, so that it follows them from
+    one ward tablet to the next."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference"
+    )
+    language = models.CharField(_("language"), max_length=10, choices=settings.LANGUAGES)
+
+    class Meta:
+        verbose_name = _("user preference")
+
+    def __str__(self) -> str:
+        return f"{self.user} – {self.language}"
 
 
 class WorkerHeartbeat(models.Model):

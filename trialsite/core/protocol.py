@@ -37,6 +37,7 @@ class ProtocolDef:
     severity_strata: list[str]
     reminder_lead_hours: list[int]
     rules: dict
+    title_zh: str = ""
     # Section name -> what its app read (e.g. "arms" -> [ArmDef, ...]).
     sections: dict[str, Any] = field(default_factory=dict)
 
@@ -108,6 +109,7 @@ def definition_from_dict(data: dict) -> ProtocolDef:
     return ProtocolDef(
         code=data["code"],
         title=data["title"],
+        title_zh=data.get("title_zh", ""),
         version=str(data["version"]),
         block_sizes=list(randomization.get("block_sizes", [])),
         stratify_by_site=bool(randomization.get("stratify_by_site", True)),
@@ -128,6 +130,7 @@ def definition_from_db(protocol) -> ProtocolDef:
     return ProtocolDef(
         code=protocol.code,
         title=protocol.title,
+        title_zh=protocol.title_zh,
         version=protocol.version,
         block_sizes=list(protocol.block_sizes),
         stratify_by_site=protocol.stratify_by_site,

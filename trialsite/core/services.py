@@ -40,6 +40,7 @@ def protocol_load(*, definition: ProtocolDef, user=None, make_current: bool = Tr
         protocol,
         {
             "title": definition.title,
+            "title_zh": definition.title_zh,
             "version": definition.version,
             "is_current": make_current or protocol.is_current,
             "block_sizes": definition.block_sizes,

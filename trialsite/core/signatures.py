@@ -10,9 +10,10 @@ import logging
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from .languages import emails_by_language
 from .models import Role, RoleAssignment, SignatureFailure
 
 logger = logging.getLogger(__name__)
@@ -44,29 +45,26 @@ def _locked_message(failures) -> str:
 
 
 def _alert_administrators(user, when) -> None:
-    recipients = list(
-        RoleAssignment.objects.filter(role=Role.ADMINISTRATOR, user__is_active=True)
-        .exclude(user__email="")
-        .values_list("user__email", flat=True)
-    )
+    by_language = emails_by_language(RoleAssignment.objects.filter(role=Role.ADMINISTRATOR))
     logger.warning("e-signature locked for user %s after repeated wrong passwords", user.pk)
-    if not recipients:
-        return
+    values = {
+        "user": user.get_username(),
+        "n": settings.AXES_FAILURE_LIMIT,
+        "until": (when + settings.AXES_COOLOFF_TIME).strftime("%Y-%m-%d %H:%M"),
+    }
     try:
-        send_mail(
-            _("E-signature locked: %(user)s") % {"user": user.get_username()},
-            _(
-                "%(user)s gave a wrong password to an electronic signature %(n)s times; signing "
-                "is locked for them until %(until)s UTC. If this was not them, their account "
-                "may be in other hands."
-            )
-            % {
-                "user": user.get_username(),
-                "n": settings.AXES_FAILURE_LIMIT,
-                "until": (when + settings.AXES_COOLOFF_TIME).strftime("%Y-%m-%d %H:%M"),
-            },
-            None,
-            recipients,
-        )
+        for language, emails in by_language.items():
+            with translation.override(language):
+                send_mail(
+                    _("E-signature locked: %(user)s") % values,
+                    _(
+                        "%(user)s gave a wrong password to an electronic signature %(n)s times; "
+                        "signing is locked for them until %(until)s UTC. If this was not them, "
+                        "their account may be in other hands."
+                    )
+                    % values,
+                    None,
+                    emails,
+                )
     except Exception:  # the lock holds whether or not the mail went out
         logger.exception("could not e-mail the e-signature lock alert")

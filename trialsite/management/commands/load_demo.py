@@ -10,9 +10,10 @@ from trialsite.core.models import Role, RoleAssignment, Site
 
 DEMO_PASSWORD = "demo-Trial-2026"  # noqa: S105 - printed on purpose; DEBUG installs only
 
+# Both sites work in Chinese: their staff get Chinese pages until they choose otherwise.
 SITES = [
-    ("SHE", "Shanghai East Hospital, Tongji University", "Asia/Shanghai"),
-    ("WUH", "Wuhan Jinyintan Hospital", "Asia/Shanghai"),
+    ("SHE", "Shanghai East Hospital, Tongji University", "Asia/Shanghai", "zh-hans"),
+    ("WUH", "Wuhan Jinyintan Hospital", "Asia/Shanghai", "zh-hans"),
 ]
 USERS = [
     ("coordinator", "Lin", "Coordinator", Role.COORDINATOR, "SHE"),
@@ -34,14 +35,16 @@ class Command(BaseCommand):
         from enrollment.models import ConsentVersion
         from enrollment.services import consent_version_create
 
-        if not ConsentVersion.objects.exists():
-            consent_version_create(
-                user=admin,
-                version="1.0",
-                language="en",
-                irb_approval_date=datetime.date(2026, 1, 5),
-                effective_date=datetime.date(2026, 1, 15),
-            )
+        # Version 1.0 in each language the patients read: the one signed is in the record.
+        for language in ("en", "zh-hans"):
+            if not ConsentVersion.objects.filter(language=language).exists():
+                consent_version_create(
+                    user=admin,
+                    version="1.0",
+                    language=language,
+                    irb_approval_date=datetime.date(2026, 1, 5),
+                    effective_date=datetime.date(2026, 1, 15),
+                )
         if not RandomizationList.objects.filter(status=ListStatus.ACTIVE).exists():
             generated = randomization_list_generate(user=admin, per_stratum=60, note="demo")
             randomization_list_activate(user=admin, randomization_list=generated)
@@ -56,9 +59,11 @@ class Command(BaseCommand):
         if not settings.DEBUG and not force:
             raise CommandError("Demo users have a published password: DEBUG installs only.")
         sites = {}
-        for code, name, tz in SITES:
+        for code, name, tz, language in SITES:
             site = Site.objects.filter(code=code).first()
-            sites[code] = site or audited_save(Site(code=code, name=name, time_zone=tz))
+            sites[code] = site or audited_save(
+                Site(code=code, name=name, time_zone=tz, language=language)
+            )
         for username, first, last, role, site_code in USERS:
             user, created = User.objects.get_or_create(
                 username=username,
