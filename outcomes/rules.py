@@ -4,9 +4,11 @@ No request, no ORM: their tests need no database."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.utils import timezone
@@ -347,3 +349,141 @@ def end_of_study_problems(
         message = _("Completed means day 28 was reached: day 28 is %(day_28)s.")
         return {"ended_on": str(message) % {"day_28": _iso(day_28)}}
     return {}
+
+
+# --- Derived endpoints ---
+
+# Endpoints are read to day 28 of the study (day 0: the site's date of randomization).
+ENDPOINT_LAST_DAY = 28
+# Clinical improvement: the WHO score this many points below the baseline (day 0) score.
+IMPROVEMENT_POINTS = 2
+# Respiratory support that is not "free of invasive ventilation".
+INVASIVE_SUPPORT = frozenset({"invasive", "ecmo"})
+
+
+class Observation(NamedTuple):
+    """What one visit found, on the study day it happened (not the day it was planned for).
+    `who_score` None: not done or not recorded; `respiratory_support` "": the same."""
+
+    study_day: int
+    who_score: int | None
+    respiratory_support: str
+
+
+@dataclass(frozen=True)
+class TimeToEvent:
+    """`day` of the event, or of censoring when `event` is False."""
+
+    day: int
+    event: bool
+
+
+def _died_by_day_28(death_day: int | None) -> bool:
+    return death_day is not None and death_day <= ENDPOINT_LAST_DAY
+
+
+def _followed_to_day_28(death_day: int | None, end_day: int | None) -> bool:
+    return end_day is None or end_day >= ENDPOINT_LAST_DAY or _died_by_day_28(death_day)
+
+
+def mortality_28_day(*, death_day: int | None, end_day: int | None) -> bool | None:
+    """28-day all-cause mortality: True when the participant died on or before day 28; False
+    when followed alive to day 28; None (not known) when follow-up ended before day 28 with
+    the participant alive, lost or withdrawn, or goes on. `end_day` is the last study day of
+    follow-up (the end of study, or the site's today while on study); None: past day 28."""
+    if _died_by_day_28(death_day):
+        return True
+    if _followed_to_day_28(death_day, end_day):
+        return False
+    return None
+
+
+def time_to_improvement(
+    observations: Iterable[tuple[int, int | None, str]],
+    *,
+    discharge_day: int | None,
+    death_day: int | None,
+    end_day: int | None,
+) -> TimeToEvent | None:
+    """Time to clinical improvement: the first study day after day 0 with a WHO score at
+    least 2 points below the baseline (the day-0 score), or the day of hospital discharge,
+    whichever comes first (both on one day: that day).
+
+    Censored at day 28, or at `end_day` (the last day of follow-up) when earlier. A death
+    before improvement is censored at day 28, not on the day of death: censoring at death
+    would count death as uninformative and flatter an arm with early deaths.
+
+    None (undefined) when there is no WHO score on day 0: without a baseline, "2 points
+    below" means nothing. Several observations on one day: the day counts when any of them
+    is low enough; the baseline is the first day-0 observation with a score."""
+    observations = sorted((Observation(*o) for o in observations), key=lambda o: o.study_day)
+    baseline = next(
+        (o.who_score for o in observations if o.study_day == 0 and o.who_score is not None),
+        None,
+    )
+    if baseline is None:
+        return None
+    last_day = ENDPOINT_LAST_DAY
+    if end_day is not None and not _died_by_day_28(death_day):
+        last_day = min(last_day, end_day)
+    # Nothing can happen after death, whatever was recorded.
+    event_last_day = last_day if death_day is None else min(last_day, death_day)
+    candidates = [
+        o.study_day
+        for o in observations
+        if 0 < o.study_day <= event_last_day
+        and o.who_score is not None
+        and o.who_score <= baseline - IMPROVEMENT_POINTS
+    ]
+    if discharge_day is not None and 0 <= discharge_day <= event_last_day:
+        candidates.append(discharge_day)
+    if candidates:
+        return TimeToEvent(min(candidates), event=True)
+    return TimeToEvent(last_day, event=False)
+
+
+def ventilation_free_days(
+    observations: Iterable[tuple[int, int | None, str]],
+    *,
+    death_day: int | None,
+    end_day: int | None,
+) -> int | None:
+    """Days alive and free of invasive ventilation (invasive mechanical ventilation or ECMO)
+    among study days 1 to 28 (at most 28).
+
+    A day's state is the respiratory support last recorded on or before it (carried forward:
+    visits are days apart, and a state is known until a visit says otherwise); a day with
+    several records is not free when any of them is invasive. The day of death and every day
+    after it are not free. None (not known) when no respiratory support is recorded on or
+    before day 1 (where the participant started is unknown), or when follow-up ended before
+    day 28 with the participant alive (lost, withdrawn, or still on study)."""
+    if not _followed_to_day_28(death_day, end_day):
+        return None
+    invasive_on: dict[int, bool] = {}
+    for o in (Observation(*o) for o in observations):
+        if o.respiratory_support and o.study_day <= ENDPOINT_LAST_DAY:
+            invasive_on[o.study_day] = invasive_on.get(o.study_day, False) or (
+                o.respiratory_support in INVASIVE_SUPPORT
+            )
+    if not any(day <= 1 for day in invasive_on):
+        return None
+    free = 0
+    invasive = False
+    for day in range(0, ENDPOINT_LAST_DAY + 1):
+        invasive = invasive_on.get(day, invasive)
+        alive = death_day is None or day < death_day
+        if day >= 1 and alive and not invasive:
+            free += 1
+    return free
+
+
+def worst_who_score(
+    observations: Iterable[tuple[int, int | None, str]], *, death_day: int | None
+) -> int | None:
+    """The highest WHO score recorded at any visit; 10 (dead) after a death by day 28, with or
+    without a visit to say so. None when no score is known."""
+    scores = [Observation(*o).who_score for o in observations]
+    scores = [score for score in scores if score is not None]
+    if _died_by_day_28(death_day):
+        scores.append(WHO_MAX)
+    return max(scores, default=None)
