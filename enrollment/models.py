@@ -393,3 +393,36 @@ class EligibilitySignoff(AuditedModel):
 
     def __str__(self) -> str:
         return f"sign-off of screening {self.screening_id}"
+
+
+class SignoffNoticeStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    SENDING = "sending", _("Sending")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Failed")
+    # Signed off, re-screened or randomized before the e-mail went out: nothing to ask for.
+    NOT_NEEDED = "not_needed", _("Not needed")
+
+
+class SignoffNotice(models.Model):
+    """The e-mail asking the site's investigators to sign off one eligible screening: a row,
+    so the broker is only the transport and a sweep that runs twice sends once. Not trial
+    data: not audited."""
+
+    screening = models.OneToOneField(
+        Screening, on_delete=models.CASCADE, related_name="signoff_notice"
+    )
+    status = models.CharField(
+        max_length=10, choices=SignoffNoticeStatus.choices, default=SignoffNoticeStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    recipients = models.TextField(blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status"], name="signoff_notice_status")]
+
+    def __str__(self) -> str:
+        return f"sign-off notice {self.screening_id}: {self.status}"

@@ -272,8 +272,27 @@ def randomization_gate(participant: Participant) -> list[str]:
     Ready when the latest screening is eligible, consent on the current version is
     recorded, an investigator has signed off that screening, and consent is not withdrawn.
     """
-    missing = []
     screening = latest_screening(participant)
+    return _gate_missing(
+        screening=screening,
+        consent_current=has_current_consent(participant),
+        inputs_needed=dosing_inputs(screening.protocol) if screening is not None else [],
+        withdrawal=Withdrawal.objects.filter(participant=participant)
+        .order_by("withdrawn_on")
+        .first(),
+    )
+
+
+def _gate_missing(
+    *,
+    screening: Screening | None,
+    consent_current: bool,
+    inputs_needed: list[str],
+    withdrawal: Withdrawal | None,
+) -> list[str]:
+    """The gate over values already read, so that one participant's page and a list of many
+    decide alike."""
+    missing = []
     if screening is None:
         missing.append(_("No screening is recorded."))
     elif screening.decision != Decision.ELIGIBLE:
@@ -281,21 +300,99 @@ def randomization_gate(participant: Participant) -> list[str]:
             _("The latest screening is %(decision)s, not eligible.")
             % {"decision": screening.get_decision_display().lower()}
         )
-    if not has_current_consent(participant):
+    if not consent_current:
         missing.append(_("No consent on the current consent version is recorded."))
     if screening is None or not hasattr(screening, "signoff"):
         missing.append(_("No investigator has signed off the latest screening."))
     if screening is not None:
         # Asked for before the arm is known: a refusal after the draw would reveal the arm.
-        for name in dosing_inputs(screening.protocol):
+        for name in inputs_needed:
             if (screening.answers or {}).get(name) in (None, ""):
                 missing.append(
                     _("%(value)s is not recorded on the latest screening (the dose plan needs it).")
                     % {"value": BASELINE_INPUTS[name]}
                 )
-    withdrawal = Withdrawal.objects.filter(participant=participant).order_by("withdrawn_on").first()
     if withdrawal is not None:
         missing.append(
             _("Consent was withdrawn on %(date)s.") % {"date": withdrawal.withdrawn_on.isoformat()}
         )
     return missing
+
+
+# --- Hand-offs between roles -------------------------------------------------------------------
+
+
+def _latest_screening_pk():
+    return Subquery(
+        Screening.objects.filter(participant=OuterRef("participant"))
+        .order_by("-screening_date", "-recorded_at")
+        .values("pk")[:1]
+    )
+
+
+def signoffs_awaited(user) -> QuerySet[Screening]:
+    """The investigator's queue: at the sites where the user is an investigator, each
+    participant's latest screening that is eligible and not signed off, of a participant not
+    randomized and not withdrawn. Oldest first. One query."""
+    awaited = Screening.objects.filter(
+        decision=Decision.ELIGIBLE,
+        signoff__isnull=True,
+        participant__allocation__isnull=True,
+        participant__withdrawals__isnull=True,
+    ).filter(pk=_latest_screening_pk())
+    return scope_to_sites(
+        awaited.select_related("participant__site", "screened_by"),
+        user,
+        site_field="participant__site",
+        roles=(Role.INVESTIGATOR,),
+    ).order_by("screening_date", "recorded_at")
+
+
+def ready_to_randomize(user) -> list[Participant]:
+    """The coordinator's participants whom the randomization gate lets through and who are
+    not randomized yet, by site and number. The same queries whatever their number: the
+    candidates, their screenings, their consents, the consent versions, the dose plan's
+    inputs per protocol."""
+    latest = Screening.objects.filter(participant=OuterRef("pk")).order_by(
+        "-screening_date", "-recorded_at"
+    )
+    signed_eligible = Screening.objects.filter(
+        decision=Decision.ELIGIBLE, signoff__isnull=False
+    ).values("pk")
+    # Only those whose latest screening is signed and eligible can pass; the gate decides.
+    candidates = list(
+        participants_for_user(user, Role.COORDINATOR)
+        .filter(allocation__isnull=True, withdrawals__isnull=True)
+        .annotate(latest_screening_pk=Subquery(latest.values("pk")[:1]))
+        .filter(latest_screening_pk__in=signed_eligible)
+        .order_by("site__code", "sequence")
+    )
+    if not candidates:
+        return []
+    screenings = Screening.objects.select_related("protocol", "signoff").in_bulk(
+        [p.latest_screening_pk for p in candidates]
+    )
+    latest_consent_of: dict[int, Consent] = {}
+    for consent in Consent.objects.filter(participant__in=candidates).order_by(
+        "participant_id", "-consented_at", "-pk"
+    ):
+        latest_consent_of.setdefault(consent.participant_id, consent)
+    versions = list(_versions_newest_first(None))
+    inputs_of: dict[int, list[str]] = {}
+    ready = []
+    for participant in candidates:
+        screening = screenings[participant.latest_screening_pk]
+        if screening.protocol_id not in inputs_of:
+            inputs_of[screening.protocol_id] = dosing_inputs(screening.protocol)
+        consent = latest_consent_of.get(participant.pk)
+        in_force = _in_force(versions, site_today(participant.site)).values()
+        missing = _gate_missing(
+            screening=screening,
+            consent_current=consent is not None and consent.version_id in {v.pk for v in in_force},
+            inputs_needed=inputs_of[screening.protocol_id],
+            withdrawal=None,  # excluded in the query
+        )
+        if not missing:
+            participant.signoff = screening.signoff
+            ready.append(participant)
+    return ready

@@ -6,21 +6,27 @@ submission token: a second submit of the same form returns the first record.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import logging
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import transaction
-from django.utils import timezone
+from django.db.models import F
+from django.urls import reverse
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from trialsite.core.access import access_for
 from trialsite.core.audit import audited_save
 from trialsite.core.clock import site_today
-from trialsite.core.models import Protocol, Role, Site
+from trialsite.core.languages import emails_by_language
+from trialsite.core.models import Protocol, Role, RoleAssignment, Site
 from trialsite.core.signatures import signature_verify
 
 from . import rules
@@ -35,18 +41,24 @@ from .models import (
     ReconsentTask,
     Screening,
     Signer,
+    SignoffNotice,
+    SignoffNoticeStatus,
     StudyNumberCounter,
     Withdrawal,
 )
 from .selectors import (
+    awaits_signoff,
     current_protocol,
     current_versions,
     has_current_consent,
+    is_randomized,
     latest_screening,
     screening_refusal,
     signoff_refusal,
 )
 from .signals import withdrawal_recorded
+
+logger = logging.getLogger(__name__)
 
 STUDY_NUMBER_DIGITS = 4
 # Shown to the signer and kept with the signature in the language it was shown in.
@@ -168,7 +180,12 @@ def participant_screen(
         failures=evaluation.failures,
         submission_token=submission_token,
     )
-    return audited_save(screening, user=user)
+    screening = audited_save(screening, user=user)
+    if awaits_signoff(screening):
+        # In this transaction: the investigators are told of every screening that waits for
+        # them, and of none that was rolled back. The sweep sends it.
+        SignoffNotice.objects.create(screening=screening)
+    return screening
 
 
 # --- Consent -------------------------------------------------------------------------------------
@@ -370,4 +387,92 @@ def _signoff_write(*, participant: Participant, user) -> EligibilitySignoff:
             meaning=str(SIGNOFF_MEANING),
         ),
         user=user,
+    )
+
+
+# --- The sign-off notice -------------------------------------------------------------------------
+
+# A notice claimed this long ago and still "sending" belongs to a worker that died mid-send.
+NOTICE_CLAIM_LEASE = timedelta(minutes=10)
+NOTICE_MAX_ATTEMPTS = 5
+
+
+def signoff_notice_message(screening: Screening) -> tuple[str, str]:
+    """Subject and body, in the active language: the study number and a link, never a name or
+    a hospital number."""
+    participant = screening.participant
+    subject = _("Eligibility to sign off: %(study_number)s") % {
+        "study_number": participant.study_number
+    }
+    body = _(
+        "%(study_number)s was screened eligible on %(date)s at %(site)s and waits for an "
+        "investigator's sign-off before randomization.\n\n%(url)s"
+    ) % {
+        "study_number": participant.study_number,
+        "date": screening.screening_date.isoformat(),
+        "site": participant.site.code,
+        "url": settings.SITE_URL.rstrip("/")
+        + reverse("enrollment:eligibility_signoff", args=[participant.study_number]),
+    }
+    return subject, body
+
+
+def signoff_notice_send(*, notice_id: int) -> bool:
+    """Idempotent: the row is claimed by a conditional UPDATE before sending, so a second
+    sweep sends nothing. A screening signed, superseded or randomized meanwhile is not asked
+    for; a failure goes back to the next sweep, and the fifth is final."""
+    claimed = SignoffNotice.objects.filter(pk=notice_id, status=SignoffNoticeStatus.PENDING).update(
+        status=SignoffNoticeStatus.SENDING, attempts=F("attempts") + 1, claimed_at=timezone.now()
+    )
+    if not claimed:
+        return False
+    notice = SignoffNotice.objects.select_related("screening__participant__site").get(pk=notice_id)
+    screening = notice.screening
+    participant = screening.participant
+    latest = latest_screening(participant)
+    if (
+        latest is None
+        or latest.pk != screening.pk
+        or not awaits_signoff(latest)
+        or is_randomized(participant)
+    ):
+        SignoffNotice.objects.filter(pk=notice_id).update(status=SignoffNoticeStatus.NOT_NEEDED)
+        return False
+    site = participant.site
+    by_language = emails_by_language(
+        RoleAssignment.objects.filter(role=Role.INVESTIGATOR, site=site), site=site
+    )
+    try:
+        for language, emails in by_language.items():
+            with translation.override(language):
+                subject, body = signoff_notice_message(screening)
+            send_mail(subject, body, None, emails)
+    except Exception as exc:
+        final = notice.attempts >= NOTICE_MAX_ATTEMPTS
+        SignoffNotice.objects.filter(pk=notice_id).update(
+            status=SignoffNoticeStatus.FAILED if final else SignoffNoticeStatus.PENDING,
+            last_error=str(exc)[:2000],
+        )
+        logger.warning("sign-off notice %s failed (attempt %s)", notice_id, notice.attempts)
+        return False
+    SignoffNotice.objects.filter(pk=notice_id).update(
+        status=SignoffNoticeStatus.SENT,
+        sent_at=timezone.now(),
+        recipients=", ".join(email for emails in by_language.values() for email in emails),
+    )
+    return True
+
+
+def signoff_notices_sweep(*, now: datetime | None = None, limit: int = 100) -> int:
+    """What the beat runs every minute: pending notices are sent from their rows, and those
+    left "sending" by a worker that died are released. Returns how many went out."""
+    now = now or timezone.now()
+    # Released, not re-sent here: a crash after the mail left but before the row said so can
+    # send one notice twice; no mail system can rule that out.
+    SignoffNotice.objects.filter(
+        status=SignoffNoticeStatus.SENDING, claimed_at__lt=now - NOTICE_CLAIM_LEASE
+    ).update(status=SignoffNoticeStatus.PENDING)
+    pending = SignoffNotice.objects.filter(status=SignoffNoticeStatus.PENDING).order_by("pk")
+    return sum(
+        signoff_notice_send(notice_id=pk) for pk in pending.values_list("pk", flat=True)[:limit]
     )

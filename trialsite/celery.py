@@ -18,6 +18,11 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    "signoff-notices": {
+        "task": "enrollment.tasks.signoff_notices_sweep",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     "dosing-reminders": {
         "task": "dosing.tasks.reminders_dispatch",
         "schedule": 60.0,

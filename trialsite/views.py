@@ -11,6 +11,7 @@ from django.views.i18n import set_language
 
 from arms.models import Arm
 from enrollment.models import EligibilityCriterion
+from enrollment.selectors import ready_to_randomize, signoffs_awaited
 
 from .core import selectors
 from .core.access import access_for, role_required, site_for_user, sites_for_user
@@ -42,6 +43,11 @@ def role_home(request, role: str):
         "sites": sites_for_user(request.user, role),
         "protocol": Protocol.objects.filter(is_current=True).first(),
     }
+    # The hand-offs: what waits for this role because another one finished its part.
+    if role == Role.INVESTIGATOR:
+        context["signoffs_awaited"] = signoffs_awaited(request.user)
+    if role == Role.COORDINATOR:
+        context["ready_to_randomize"] = ready_to_randomize(request.user)
     if role == Role.ADMINISTRATOR:
         context["heartbeat"] = WorkerHeartbeat.objects.filter(name="worker").first()
     return render(request, ROLE_HOME_TEMPLATES[role], context)
