@@ -39,6 +39,21 @@ ALLOWED = {
     ("enrollment/forms.py", "crispy Submit compiles", "submit_label"): (
         "The button label is given by this module's form classes, always a translated literal."
     ),
+    ("outcomes/forms.py", "crispy Submit compiles", "label"): (
+        "`_submit(label)` is called by this module's form classes only, each with a translated "
+        "literal."
+    ),
+    **{
+        (path, "autoescape off", ""): (
+            "A plain-text e-mail (EmailMessage, text/plain): escaping would print &amp; to the "
+            "reader, and no browser renders it."
+        )
+        for path in (
+            "templates/outcomes/ae_alert_body.txt",
+            "templates/outcomes/ae_alert_subject.txt",
+            "templates/outcomes/email/visit_reminder_body.txt",
+        )
+    },
 }
 
 
