@@ -11,6 +11,7 @@ from .models import EndReason
 from .selectors import (
     end_of_study,
     participant_adverse_events,
+    participant_endpoints,
     reactions_to_report,
     roster_open_adverse_events,
     roster_who_scores,
@@ -52,7 +53,12 @@ def visits_panel(sender, *, participant, **kwargs):
     summary = visit_summary(participant)
     if summary is None:
         return []  # not randomized: no visits are planned
-    return [Panel("outcomes/_visit_panel.html", {"participant": participant, "summary": summary})]
+    context = {
+        "participant": participant,
+        "summary": summary,
+        "endpoints": participant_endpoints(participant),
+    }
+    return [Panel("outcomes/_visit_panel.html", context)]
 
 
 # --- Adverse events and end of study ---

@@ -23,6 +23,7 @@ from .models import (
     OPEN_VISIT_STATUSES,
     AdverseEvent,
     EndOfStudy,
+    EndReason,
     SaeAlert,
     ScheduledVisit,
     VisitRecord,
@@ -206,3 +207,76 @@ def roster_open_adverse_events(rows) -> dict[int, dict]:
         .values_list("participant_id", "n")
     )
     return {pk: {"open_adverse_events": str(n)} for pk, n in counts}
+
+
+# --- Derived endpoints ---
+
+
+@dataclass(frozen=True)
+class ParticipantEndpoints:
+    died_by_day_28: bool | None
+    improvement: rules.TimeToEvent | None
+    ventilation_free_days: int | None
+    worst_who_score: int | None
+    # Follow-up goes on: what is not known yet may still come.
+    on_study: bool
+
+
+def participant_endpoints(participant: Participant) -> ParticipantEndpoints | None:
+    """The participant's derived endpoints from the visit records, a fatal adverse event and
+    the end of study, in four queries; None until randomized. Study days count from the
+    site's date of randomization, by the dates things happened (a visit's date, not the day
+    it was planned for). While on study, follow-up runs to the site's today."""
+    allocation = (
+        Allocation.objects.filter(participant=participant)
+        .select_related("participant__site")
+        .first()
+    )
+    if allocation is None:
+        return None
+    site = allocation.participant.site
+    day_zero = rules.study_day_zero(allocation.randomized_at, site.zone)
+
+    def study_day(day):
+        return None if day is None else (day - day_zero).days
+
+    records = list(
+        VisitRecord.objects.filter(scheduled_visit__participant=participant).values_list(
+            "visit_date", "who_score", "respiratory_support", "discharged_on", "date_of_death"
+        )
+    )
+    observations = [
+        rules.Observation(study_day(visit_date), who_score, support)
+        for visit_date, who_score, support, _discharged, _died in records
+    ]
+    fatal_event = (
+        AdverseEvent.objects.filter(participant=participant, death_date__isnull=False)
+        .order_by("death_date")
+        .values_list("death_date", flat=True)
+        .first()
+    )
+    end = (
+        EndOfStudy.objects.filter(participant=participant).values_list("reason", "ended_on").first()
+    )
+    # A death may be written at a visit, on a grade 5 event or as the end of study: the
+    # earliest date wins, whichever form carried it.
+    deaths = [died for *_values, died in records if died is not None]
+    deaths += [fatal_event] if fatal_event is not None else []
+    deaths += [end[1]] if end is not None and end[0] == EndReason.DIED else []
+    discharges = [discharged for *_values, discharged, _died in records if discharged]
+    death_day = study_day(min(deaths, default=None))
+    end_day = study_day(end[1] if end is not None else site_today(site))
+    return ParticipantEndpoints(
+        died_by_day_28=rules.mortality_28_day(death_day=death_day, end_day=end_day),
+        improvement=rules.time_to_improvement(
+            observations,
+            discharge_day=study_day(min(discharges, default=None)),
+            death_day=death_day,
+            end_day=end_day,
+        ),
+        ventilation_free_days=rules.ventilation_free_days(
+            observations, death_day=death_day, end_day=end_day
+        ),
+        worst_who_score=rules.worst_who_score(observations, death_day=death_day),
+        on_study=end is None,
+    )
