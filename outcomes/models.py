@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 from enrollment.models import Participant
 from trialsite.core.audit import AuditedModel
+from trialsite.core.i18n import localized
 from trialsite.core.models import Protocol
 
 from . import rules
@@ -16,6 +17,7 @@ class VisitDefinition(AuditedModel):
     protocol = models.ForeignKey(Protocol, on_delete=models.CASCADE, related_name="visits")
     code = models.CharField(_("code"), max_length=10)
     name = models.CharField(_("name"), max_length=100)
+    name_zh = models.CharField(_("name (Chinese)"), max_length=100, blank=True)
     study_day = models.PositiveSmallIntegerField(_("study day"))
     window_days = models.PositiveSmallIntegerField(_("window (days either side)"), default=0)
 
@@ -28,6 +30,9 @@ class VisitDefinition(AuditedModel):
 
     def __str__(self) -> str:
         return f"{self.code} (day {self.study_day})"
+
+    def localized_name(self) -> str:
+        return localized(self.name, self.name_zh)
 
 
 # --- Visits ---

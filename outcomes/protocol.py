@@ -21,6 +21,7 @@ class VisitDef:
     name: str
     study_day: int
     window_days: int
+    name_zh: str = ""
 
 
 class VisitsSection(ProtocolSection):
@@ -33,13 +34,20 @@ class VisitsSection(ProtocolSection):
                 name=v["name"],
                 study_day=int(v["study_day"]),
                 window_days=int(v.get("window_days", 0)),
+                name_zh=v.get("name_zh", ""),
             )
             for v in data.get("visits", [])
         ]
 
     def from_db(self, protocol) -> list[VisitDef]:
         return [
-            VisitDef(code=v.code, name=v.name, study_day=v.study_day, window_days=v.window_days)
+            VisitDef(
+                code=v.code,
+                name=v.name,
+                study_day=v.study_day,
+                window_days=v.window_days,
+                name_zh=v.name_zh,
+            )
             for v in protocol.visits.all()
         ]
 
@@ -51,4 +59,12 @@ class VisitsSection(ProtocolSection):
             visit = VisitDefinition.objects.filter(protocol=protocol, code=v.code).first() or (
                 VisitDefinition(protocol=protocol, code=v.code)
             )
-            sync(visit, {"name": v.name, "study_day": v.study_day, "window_days": v.window_days})
+            sync(
+                visit,
+                {
+                    "name": v.name,
+                    "name_zh": v.name_zh,
+                    "study_day": v.study_day,
+                    "window_days": v.window_days,
+                },
+            )

@@ -271,7 +271,8 @@ def visit_record(
             participant=visit.participant,
             user=user,
             died_on=date_of_death,
-            details=_("Death recorded at the %(visit)s visit") % {"visit": visit.definition.name},
+            details=_("Death recorded at the %(visit)s visit")
+            % {"visit": visit.definition.localized_name()},
         )
     return record
 

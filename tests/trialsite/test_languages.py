@@ -121,6 +121,20 @@ def test_the_protocol_file_gives_each_criterion_and_arm_its_chinese(protocol):
         assert schedule.localized_route() == "intravenous"
 
 
+def test_the_protocol_file_gives_each_visit_its_chinese(protocol):
+    with translation.override("zh-hans"):
+        assert [v.localized_name() for v in protocol.visits.all()] == [
+            "基线",
+            "第1天",
+            "第4天",
+            "第7天",
+            "第14天",
+            "第28天",
+        ]
+    with translation.override("en"):
+        assert protocol.visits.get(code="D0").localized_name() == "Baseline"
+
+
 def test_a_text_without_its_chinese_shows_the_english_on_a_chinese_page(protocol):
     i1 = EligibilityCriterion.objects.get(protocol=protocol, code="I1")
     i1.text_zh = ""
