@@ -216,8 +216,10 @@ def visit_record(
     transaction. `measurements` holds each measured field, its `_not_done` and its
     `_not_done_reason`; FiO2 may be a fraction or a percentage and is kept as a fraction.
     Refused whole, nothing written, when any value is outside its range."""
+    # Only the visit row is locked: PostgreSQL refuses FOR UPDATE on the outer join to the
+    # allocation.
     visit = (
-        ScheduledVisit.objects.select_for_update()
+        ScheduledVisit.objects.select_for_update(of=("self",))
         .select_related("participant__site", "participant__allocation", "definition")
         .get(pk=scheduled_visit.pk)
     )
