@@ -203,6 +203,8 @@ class Allocation(AuditedModel):
     """A participant's randomization. Never deleted: a wrong one is marked in error, and
     stays in every count and export."""
 
+    participant_path = "participant"
+
     participant = models.OneToOneField(
         "enrollment.Participant", on_delete=models.PROTECT, related_name="allocation"
     )

@@ -89,6 +89,8 @@ class ScheduledDose(AuditedModel):
     moves only through services, each change in the audit trail with its reason.
     """
 
+    participant_path = "participant"
+
     participant = models.ForeignKey(
         Participant, on_delete=models.PROTECT, related_name="scheduled_doses"
     )
@@ -143,6 +145,8 @@ class Administration(AuditedModel):
     Never deleted: a wrong record is voided with its reason and stays, and the dose is open
     for recording again. At most one record of a dose is in force (not voided).
     """
+
+    participant_path = "scheduled_dose__participant"
 
     scheduled_dose = models.ForeignKey(
         ScheduledDose, on_delete=models.PROTECT, related_name="administrations"

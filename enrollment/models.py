@@ -77,6 +77,8 @@ class StudyNumberCounter(models.Model):
 
 
 class Participant(AuditedModel):
+    participant_path = ""
+
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="participants")
     study_number = models.CharField(_("study number"), max_length=20, unique=True, editable=False)
     sequence = models.PositiveIntegerField(_("number at the site"), editable=False)
@@ -126,6 +128,8 @@ class Decision(models.TextChoices):
 class Screening(AuditedModel):
     """One screening of a participant against the protocol's criteria. Re-screening adds a
     new row; the old ones stay in the screening log."""
+
+    participant_path = "participant"
 
     participant = models.ForeignKey(
         Participant, on_delete=models.PROTECT, related_name="screenings"
@@ -232,6 +236,8 @@ class Signer(models.TextChoices):
 
 
 class Consent(AuditedModel):
+    participant_path = "participant"
+
     participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="consents")
     version = models.ForeignKey(ConsentVersion, on_delete=models.PROTECT, related_name="consents")
     consented_at = models.DateTimeField(_("date and time of consent"))
@@ -289,6 +295,8 @@ class ReconsentTask(AuditedModel):
     """Re-consent the participant in person when able: opened by a consent an LAR signed,
     closed by the participant's own consent."""
 
+    participant_path = "participant"
+
     participant = models.ForeignKey(
         Participant, on_delete=models.PROTECT, related_name="reconsent_tasks"
     )
@@ -319,6 +327,8 @@ class ReconsentTask(AuditedModel):
 class ConsentRefusal(AuditedModel):
     """The patient (or their LAR) declined: a CONSORT count."""
 
+    participant_path = "participant"
+
     participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="refusals")
     refused_on = models.DateField(_("date"))
     reason = models.TextField(_("reason"))
@@ -348,6 +358,8 @@ OFF_STUDY_SCOPES = (WithdrawalScope.FOLLOW_UP, WithdrawalScope.DATA)
 
 
 class Withdrawal(AuditedModel):
+    participant_path = "participant"
+
     participant = models.ForeignKey(
         Participant, on_delete=models.PROTECT, related_name="withdrawals"
     )
@@ -377,6 +389,8 @@ class Withdrawal(AuditedModel):
 class EligibilitySignoff(AuditedModel):
     """An investigator's electronic signature on one eligible screening (21 CFR Part 11
     style: re-authenticated, with the printed name, the time and the meaning)."""
+
+    participant_path = "screening__participant"
 
     screening = models.OneToOneField(Screening, on_delete=models.PROTECT, related_name="signoff")
     signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")

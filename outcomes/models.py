@@ -57,6 +57,8 @@ class ScheduledVisit(AuditedModel):
     audit trail with its reason.
     """
 
+    participant_path = "participant"
+
     participant = models.ForeignKey(
         Participant, on_delete=models.PROTECT, related_name="scheduled_visits"
     )
@@ -171,6 +173,8 @@ def _measured_constraints(fields: tuple[str, ...]) -> list[models.CheckConstrain
 class VisitRecord(AuditedModel):
     """What was found at one scheduled visit. Each measurement is a value, or "not done" with
     its reason, or blank (not yet known)."""
+
+    participant_path = "scheduled_visit__participant"
 
     scheduled_visit = models.OneToOneField(
         ScheduledVisit, on_delete=models.PROTECT, related_name="record"
@@ -389,6 +393,8 @@ class AdverseEvent(AuditedModel):
     A serious event starts the reporting clock (`sae_clock_started_at`): the site's
     investigators are alerted at once and again 24 hours later unless it is reported."""
 
+    participant_path = "participant"
+
     participant = models.ForeignKey(
         Participant, on_delete=models.PROTECT, related_name="adverse_events"
     )
@@ -510,6 +516,8 @@ class CausalityAssessment(AuditedModel):
     """The investigator's assessment of one adverse event, signed electronically
     (re-authenticated, with the printed name, the time and the meaning)."""
 
+    participant_path = "adverse_event__participant"
+
     adverse_event = models.OneToOneField(
         AdverseEvent, on_delete=models.PROTECT, related_name="causality"
     )
@@ -535,6 +543,8 @@ class CausalityAssessment(AuditedModel):
 class InterventionRelatedness(AuditedModel):
     """How related the event is to one intervention: one infusion (its scheduled dose), or
     a whole course (its schedule, no dose)."""
+
+    participant_path = "assessment__adverse_event__participant"
 
     assessment = models.ForeignKey(
         CausalityAssessment, on_delete=models.PROTECT, related_name="relatedness"
@@ -633,6 +643,8 @@ class EndReason(models.TextChoices):
 class EndOfStudy(AuditedModel):
     """How and when a participant's study ended. What was recorded before stays; what was
     planned after (visits, doses, reminders) stops."""
+
+    participant_path = "participant"
 
     participant = models.ForeignKey(
         Participant, on_delete=models.PROTECT, related_name="ends_of_study"

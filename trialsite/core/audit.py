@@ -27,6 +27,12 @@ class MissingChangeReason(Exception):
 class AuditedModel(models.Model):
     history = HistoricalRecords(inherit=True)
 
+    # The lookup path from a record to its participant (enrollment's Participant): "" for the
+    # participant itself, "participant", "scheduled_dose__participant"... None: a record not
+    # bound to one participant (the protocol, sites, the concealed randomization lists). The
+    # per-record audit history page reaches the participant, and its site, along it.
+    participant_path: str | None = None
+
     class Meta:
         abstract = True
 
