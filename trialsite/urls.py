@@ -13,6 +13,7 @@ urlpatterns = [
     path("sites/<str:code>/edit/", views.site_edit, name="site_edit"),
     path("protocol/", views.protocol_detail, name="protocol_detail"),
     path("audit/", views.audit_log, name="audit_log"),
+    path("audit/<str:label>/<int:pk>/", views.record_history, name="record_history"),
     path("users/", views.user_list, name="user_list"),
     path("participants/", include("enrollment.urls")),
     path("arms/", include("arms.urls")),

@@ -1,3 +1,4 @@
+from django.apps import apps
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import User
@@ -10,11 +11,12 @@ from django.views.decorators.http import require_POST
 from django.views.i18n import set_language
 
 from arms.models import Arm
-from enrollment.models import EligibilityCriterion
+from enrollment.models import EligibilityCriterion, Participant
 from enrollment.selectors import ready_to_randomize, signoffs_awaited
 
 from .core import selectors
 from .core.access import access_for, role_required, site_for_user, sites_for_user
+from .core.audit import AuditedModel
 from .core.forms import SiteForm
 from .core.languages import LANGUAGE_CODES, SESSION_KEY, user_language_set
 from .core.models import Protocol, Role, RoleAssignment, WorkerHeartbeat
@@ -104,6 +106,58 @@ def audit_log(request):
     concealed = access_for(request.user).has(Role.ADMINISTRATOR)
     entries = selectors.recent_changes(limit=200, include_concealed=concealed)
     return render(request, "trialsite/audit_log.html", {"entries": entries})
+
+
+def record_history(request, label: str, pk: int):
+    """Every version of one record of a participant's data: reached from the participant page,
+    by anyone who may see that participant (another site's record is a 404, as is a record
+    bound to no participant, such as the concealed randomization lists)."""
+    model = _participant_record_model(label)
+    participant = _participant_of(model, pk, model.participant_path)
+    site_ids = access_for(request.user).site_ids()
+    if participant is None or (site_ids is not None and participant.site_id not in site_ids):
+        raise Http404
+    context = {
+        "entries": selectors.record_history(model, pk),
+        "model_name": model._meta.verbose_name,
+        "pk": pk,
+        "study_number": participant.study_number,
+        # A participant since deleted is read from their last version: no page to go back to.
+        "participant_live": isinstance(participant, Participant),
+    }
+    return render(request, "trialsite/record_history.html", context)
+
+
+def _participant_record_model(label: str):
+    """The audited model of this label (app_label.model_name) that is bound to a participant;
+    otherwise 404."""
+    try:
+        model = apps.get_model(label)
+    except (LookupError, ValueError) as exc:
+        raise Http404 from exc
+    if not issubclass(model, AuditedModel) or model.participant_path is None:
+        raise Http404
+    return model
+
+
+def _participant_of(model, pk: int, path: str):
+    """The participant record `pk` belongs to, followed along `path` one relation at a time, so
+    that a deleted record (or a deleted record on the way) is followed through its last
+    version; a deleted participant is their last version. None if there is no such record."""
+    if not path:
+        return Participant.objects.filter(pk=pk).first() or _last_version(Participant, pk)
+    name, _sep, rest = path.partition("__")
+    field = model._meta.get_field(name)
+    related_id = model._default_manager.filter(pk=pk).values_list(field.attname, flat=True).first()
+    if related_id is None:
+        related_id = getattr(_last_version(model, pk), field.attname, None)
+    if related_id is None:
+        return None
+    return _participant_of(field.related_model, related_id, rest)
+
+
+def _last_version(model, pk: int):
+    return model.history.filter(id=pk).order_by("-history_date", "-history_id").first()
 
 
 @role_required(Role.ADMINISTRATOR)

@@ -5,12 +5,13 @@ exists must carry a reason; `audited_save` is how services write them.
 """
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.signals import pre_save
+from django.forms.models import model_to_dict
 from django.utils.translation import gettext_lazy as _
 from simple_history import register
 from simple_history.models import HistoricalRecords
@@ -146,7 +147,7 @@ def changes_of(record, previous=None, memberships=None) -> list[dict]:
     fields = {f.name: f for f in record.instance_type._meta.fields}
     changes = []
     for c in delta.changes:
-        hidden = getattr(fields.get(c.field), "identifier", False)
+        hidden = _is_identifier(fields.get(c.field))
         old, new = (HIDDEN_VALUE, HIDDEN_VALUE) if hidden else (_shown(c.old), _shown(c.new))
         changes.append({"field": c.field, "old": old, "new": new})
     if m2m_names:
@@ -168,12 +169,45 @@ def changes_of(record, previous=None, memberships=None) -> list[dict]:
     return sorted(changes, key=lambda c: c["field"])
 
 
+def values_of(record, memberships=None) -> list[dict]:
+    """The values a record was created with, as changes from nothing: each field the history
+    keeps (as `changes_of` compares them) that holds a value, its old value empty.
+
+    Identifier fields say that they were given, never their value."""
+    m2m_names = {f.name for f in record._history_m2m_fields}
+    # Not the record's id: the page names the record by it already.
+    names = {f.name for f in record.tracked_fields if f.editable and not f.primary_key}
+    names -= m2m_names
+    fields = {f.name: f for f in record.instance_type._meta.fields}
+    values = []
+    for name, value in model_to_dict(record, fields=names).items():
+        if value is None or value == "":
+            continue
+        shown = HIDDEN_VALUE if _is_identifier(fields.get(name)) else _shown(value)
+        values.append({"field": name, "old": "", "new": shown})
+    if m2m_names:
+        if memberships is None:
+            memberships = memberships_of(type(record), [record])
+        for name in m2m_names:
+            members = memberships.get((record.history_id, name), [])
+            if members:
+                values.append({"field": name, "old": "", "new": ", ".join(members)})
+    return sorted(values, key=lambda c: c["field"])
+
+
+def _is_identifier(field) -> bool:
+    return getattr(field, "identifier", False)
+
+
 def _shown(value):
-    """A changed value as a reviewer reads it: 300 mg, not 300.0000 or 3E+2; times in UTC."""
+    """A changed value as a reviewer reads it: 300 mg, not 300.0000 or 3E+2; times in UTC;
+    dates as 2026-03-10."""
     if isinstance(value, Decimal):
         return format(value.normalize(), "f")
     if isinstance(value, datetime):
         return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    if isinstance(value, date):
+        return value.isoformat()  # 2026-03-10 in either language, as on every other page
     return value
 
 

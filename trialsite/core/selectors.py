@@ -8,7 +8,7 @@ from itertools import pairwise
 
 from django.apps import apps
 
-from .audit import changes_of, memberships_of
+from .audit import changes_of, memberships_of, values_of
 
 
 @dataclass
@@ -77,6 +77,42 @@ def recent_changes(*, limit: int = 200, include_concealed: bool = False) -> list
         )
     merged = merge(*per_model, key=lambda e: e.when, reverse=True)
     return [entry for _, entry in zip(range(limit), merged, strict=False)]
+
+
+def record_history(model, pk: int) -> list[AuditEntry]:
+    """Every version of one record, oldest first: what it was created with, each change
+    against the version before it, its deletion; identifiers never shown.
+
+    One query for the versions (with who made them), and one per many-to-many field the
+    model's history keeps, however many versions there are."""
+    versions = list(
+        model.history.filter(id=pk)
+        .select_related("history_user")
+        .order_by("history_date", "history_id")
+    )
+    memberships = memberships_of(model.history.model, versions)
+    entries = []
+    previous = None
+    for version in versions:
+        if version.history_type == "+":
+            changes = values_of(version, memberships)
+        elif previous is not None:
+            changes = changes_of(version, previous, memberships)
+        else:
+            changes = []
+        entries.append(
+            AuditEntry(
+                when=version.history_date,
+                who=version.history_user.get_username() if version.history_user else "system",
+                model=str(model._meta.verbose_name),
+                object=_record_label(model, version),
+                action=version.get_history_type_display(),
+                reason=version.history_change_reason or "",
+                changes=changes,
+            )
+        )
+        previous = version
+    return entries
 
 
 def _previous_versions(model, changed: list) -> dict:
