@@ -15,6 +15,7 @@ urlpatterns = [
     path("audit/", views.audit_log, name="audit_log"),
     path("audit/<str:label>/<int:pk>/", views.record_history, name="record_history"),
     path("users/", views.user_list, name="user_list"),
+    path("exports/", include("trialsite.exports.urls")),
     path("participants/", include("enrollment.urls")),
     path("arms/", include("arms.urls")),
     path("dosing/", include("dosing.urls")),

@@ -31,6 +31,7 @@ MATRIX = {
     "site_edit_a": {"administrator"},
     "audit_log": {"data_manager", "monitor", "administrator"},
     "user_list": {"administrator"},
+    "exports:bundle": {"data_manager", "administrator"},
 }
 # Another site's object is a 404, so its existence does not leak; a page of another role is 403.
 NOT_FOUND = {("site_detail_a", "coordinator_b")}

@@ -1,0 +1,1464 @@
+"""What the export holds: each dataset (one CSV, one row per record) and its columns.
+
+The data dictionary is written from these definitions (`dictionary.py`), so a column cannot be
+added here without being described there. Column names are stable snake_case: an analysis
+script written against one bundle reads the next.
+
+A column is a code (with its allowed values, from the model's choices or the protocol), a
+number, a date, a time, a yes/no or text. Unanswered is an empty cell, never 0 or "No"; a
+measurement not done says "not_done" in its `_status` column. Columns marked `identifier`
+(name, MRN, contact, date of birth) are written only in an identified export; `free_text`
+columns only when free text is asked for.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from itertools import islice
+from types import SimpleNamespace
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import Min, QuerySet
+from django.utils.translation import gettext_lazy as _
+
+from arms.models import Allocation, AllocationStatus, Arm
+from dosing.models import (
+    Administration,
+    AdministrationOutcome,
+    DoseStatus,
+    Reminder,
+    ReminderKind,
+    ReminderStatus,
+    ScheduledDose,
+)
+from enrollment.models import (
+    Consent,
+    ConsentRefusal,
+    CriterionKind,
+    Decision,
+    EligibilitySignoff,
+    Participant,
+    Screening,
+    Severity,
+    Sex,
+    Signer,
+    Withdrawal,
+    WithdrawalScope,
+)
+from outcomes import rules as outcome_rules
+from outcomes.models import (
+    ActionTaken,
+    AdverseEvent,
+    AeOutcome,
+    ChestCtChange,
+    CtcaeGrade,
+    EndOfStudy,
+    EndReason,
+    InterventionRelatedness,
+    Relatedness,
+    RespiratorySupport,
+    ScheduledVisit,
+    VisitDefinition,
+    VisitRecord,
+    VisitStatus,
+    VitalStatus,
+)
+from trialsite.core.clock import site_today
+from trialsite.core.selectors import audited_models
+
+from .deidentify import DateMode, Dates, age_shown
+from .safe_csv import numeric_cell, text_cell
+
+# Column kinds, as the dictionary names them.
+INTEGER = "integer"
+DECIMAL = "decimal"
+TEXT = "text"
+CODE = "code"
+DATE = "date"
+DATETIME = "datetime"
+BOOLEAN = "boolean"
+NUMERIC_KINDS = (INTEGER, DECIMAL)
+
+BOOLEAN_CHOICES = (("true", _("Yes")), ("false", _("No")))
+# Whether a measurement was made: the empty cell is "not answered yet".
+MEASUREMENT_STATUS = (("done", _("Done")), ("not_done", _("Not done")))
+CRITERION_OUTCOMES = (
+    ("met", _("Met: the criterion does not stand in the way")),
+    ("failed", _("Failed: the inclusion does not hold or the exclusion is present")),
+    ("unanswered", _("Unanswered")),
+    ("not_asked", _("Not asked of this participant")),
+    ("pending", _("Pending: decided by another record (consent)")),
+)
+AUDIT_ACTIONS = (("created", _("Created")), ("changed", _("Changed")), ("deleted", _("Deleted")))
+HISTORY_TYPES = {"+": "created", "~": "changed", "-": "deleted"}
+
+# Identifiers stored on the participant: never read by a de-identified export.
+PARTICIPANT_IDENTIFIERS = ("name", "mrn", "mrn_hash", "contact")
+CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What one export writes. De-identified, codes, no free text and no BOM by default."""
+
+    datasets: tuple[str, ...]
+    labels: bool = False
+    bom: bool = False
+    date_mode: str = DateMode.AS_RECORDED
+    free_text: bool = False
+    identified: bool = False
+    reason: str = ""
+    # None: every site.
+    site_ids: frozenset[int] | None = None
+    # The randomization lists' audit trail: the administrator's only (allocation concealment).
+    include_concealed: bool = False
+
+    def filters(self) -> dict:
+        return {
+            "datasets": list(self.datasets),
+            "labels": self.labels,
+            "bom": self.bom,
+            "dates": str(self.date_mode),
+            "free_text": self.free_text,
+            "identified": self.identified,
+            "sites": "all" if self.site_ids is None else sorted(self.site_ids),
+        }
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str
+    description: Any
+    get: Callable[[Any], Any]
+    unit: str = ""
+    # Pairs (code, label), or a function returning them (codes the protocol defines).
+    choices: Any = ()
+    free_text: bool = False
+    identifier: bool = False
+
+    def allowed(self) -> list[tuple[str, str]]:
+        pairs = self.choices() if callable(self.choices) else self.choices
+        if self.kind == BOOLEAN:
+            pairs = BOOLEAN_CHOICES
+        return [(str(code), str(label)) for code, label in pairs]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    description: Any
+    columns: tuple[Column, ...]
+    records: Callable[[ExportContext], Iterable[Any]]
+    participant_id: Callable[[Any], int | None]
+    zone: Callable[[Any], ZoneInfo | None] = lambda record: None
+
+    def columns_for(self, options: ExportOptions) -> list[Column]:
+        return [
+            c
+            for c in self.columns
+            if (options.identified or not c.identifier) and (options.free_text or not c.free_text)
+        ]
+
+
+@dataclass
+class ExportContext:
+    """One export's options and what it works out once: date handling, label maps."""
+
+    options: ExportOptions
+    dates: Dates = field(init=False)
+    _day_zeros: dict[int, date] | None = None
+    _labels: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.dates = Dates(self.options.date_mode, self.day_zero)
+
+    def scoped(self, queryset: QuerySet, site_field: str) -> QuerySet:
+        ids = self.options.site_ids
+        return queryset if ids is None else queryset.filter(**{f"{site_field}__in": ids})
+
+    def without_identifiers(self, queryset: QuerySet, prefix: str) -> QuerySet:
+        """Identifiers are not even read (nor decrypted) for a de-identified export."""
+        if self.options.identified:
+            return queryset
+        return queryset.defer(*(prefix + name for name in PARTICIPANT_IDENTIFIERS))
+
+    def day_zero(self, participant_id: int) -> date | None:
+        """Day 0 of a participant: the site's date of randomization, else of registration.
+        Worked out for every participant in one query, the first time it is asked."""
+        if self._day_zeros is None:
+            self._day_zeros = {}
+            rows = Participant.objects.values_list(
+                "pk", "registered_at", "site__time_zone", "allocation__randomized_at"
+            )
+            for pk, registered_at, zone, randomized_at in rows.iterator(chunk_size=CHUNK):
+                moment = randomized_at or registered_at
+                self._day_zeros[pk] = moment.astimezone(ZoneInfo(zone)).date()
+        return self._day_zeros.get(participant_id)
+
+    def labels_of(self, dataset: Dataset, column: Column) -> dict[str, str]:
+        key = (dataset.name, column.name)
+        if key not in self._labels:
+            self._labels[key] = dict(column.allowed())
+        return self._labels[key]
+
+
+# --- Reading values -------------------------------------------------------------------------
+
+
+def dig(path: str) -> Callable[[Any], Any]:
+    """A getter for a dotted path; None when any step is missing."""
+    steps = path.split(".")
+
+    def get(record):
+        value = record
+        for step in steps:
+            if value is None:
+                return None
+            try:
+                value = getattr(value, step)
+            except ObjectDoesNotExist:
+                return None
+        return value
+
+    return get
+
+
+def username(path: str) -> Callable[[Any], Any]:
+    user = dig(path)
+    return lambda record: u.get_username() if (u := user(record)) is not None else None
+
+
+def as_decimal(value):
+    """An answer stored as text in a screening's JSON, as the number it is."""
+    if value is None or value == "":
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return value
+
+
+def as_date(value):
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        return value
+
+
+def model_choices(model, name: str):
+    return model._meta.get_field(name).choices
+
+
+def arm_codes():
+    return Arm.objects.filter(protocol__is_current=True).values_list("code", "name")
+
+
+def visit_codes():
+    return VisitDefinition.objects.filter(protocol__is_current=True).values_list("code", "name")
+
+
+def chunked(iterable: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(iterable)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+# --- Columns every participant's dataset starts with -------------------------------------------
+
+
+def participant_columns(path: str) -> tuple[Column, ...]:
+    prefix = f"{path}." if path else ""
+    return (
+        Column(
+            "study_number",
+            TEXT,
+            _("The participant's study number (site code and number at the site)."),
+            dig(f"{prefix}study_number"),
+        ),
+        Column("site_code", TEXT, _("The participant's site."), dig(f"{prefix}site.code")),
+        Column(
+            "site_time_zone",
+            TEXT,
+            _("The site's time zone (IANA name): times are in UTC, dates are the site's."),
+            dig(f"{prefix}site.time_zone"),
+        ),
+    )
+
+
+def zone_of(path: str) -> Callable[[Any], ZoneInfo | None]:
+    site = dig(f"{path}.site" if path else "site")
+    return lambda record: s.zone if (s := site(record)) is not None else None
+
+
+def recorded_columns(at: str = "recorded_at", by: str = "recorded_by") -> tuple[Column, ...]:
+    return (
+        Column("recorded_at", DATETIME, _("When it was entered (UTC)."), dig(at)),
+        Column(
+            "recorded_by",
+            TEXT,
+            _("Username of the staff member who entered it."),
+            username(by),
+        ),
+    )
+
+
+# --- The datasets ---------------------------------------------------------------------------
+
+
+def _screenings(ctx: ExportContext):
+    queryset = Screening.objects.select_related(
+        "participant__site", "protocol", "screened_by"
+    ).order_by("participant__site__code", "participant__sequence", "screening_date", "pk")
+    queryset = ctx.without_identifiers(ctx.scoped(queryset, "participant__site"), "participant__")
+    return queryset.iterator(chunk_size=CHUNK)
+
+
+def _answer(key: str, convert=lambda v: v):
+    return lambda screening: convert((screening.answers or {}).get(key))
+
+
+SCREENING_LOG = Dataset(
+    name="screening_log",
+    description=_("Every screening against the protocol's criteria; a re-screening is a row."),
+    columns=(
+        Column("screening_id", INTEGER, _("The screening's number."), dig("pk")),
+        *participant_columns("participant"),
+        Column(
+            "protocol_version",
+            TEXT,
+            _("Protocol version screened against."),
+            dig("protocol.version"),
+        ),
+        Column("screening_date", DATE, _("Date of screening (site date)."), dig("screening_date")),
+        Column(
+            "decision",
+            CODE,
+            _("Eligibility decided from the answers."),
+            dig("decision"),
+            choices=Decision.choices,
+        ),
+        Column(
+            "failed_criteria",
+            TEXT,
+            _("Codes of the failed criteria, separated by semicolons."),
+            lambda s: ";".join(sorted(s.failures or {})) or None,
+        ),
+        Column(
+            "severity",
+            CODE,
+            _("COVID-19 severity recorded at screening."),
+            _answer("severity"),
+            choices=Severity.choices,
+        ),
+        Column(
+            "diagnosis_date",
+            DATE,
+            _("Date of diagnosis of severe or critical COVID-19."),
+            _answer("diagnosis_date", as_date),
+        ),
+        Column("height_cm", DECIMAL, _("Height."), _answer("height_cm", as_decimal), unit="cm"),
+        Column("weight_kg", DECIMAL, _("Weight."), _answer("weight_kg", as_decimal), unit="kg"),
+        Column(
+            "egfr",
+            DECIMAL,
+            _("Baseline eGFR."),
+            _answer("egfr", as_decimal),
+            unit="mL/min/1.73 m2",
+        ),
+        Column(
+            "screened_by",
+            TEXT,
+            _("Username of the staff member who screened."),
+            username("screened_by"),
+        ),
+        *recorded_columns(by="screened_by")[:1],
+    ),
+    records=_screenings,
+    participant_id=dig("participant_id"),
+    zone=zone_of("participant"),
+)
+
+
+def _criterion_answers(ctx: ExportContext):
+    for screening in _screenings(ctx):
+        answers = screening.answers or {}
+        for result in screening.results or []:
+            answer = answers.get(result.get("code"))
+            yield SimpleNamespace(
+                screening=screening,
+                participant=screening.participant,
+                participant_id=screening.participant_id,
+                code=result.get("code"),
+                kind=result.get("kind"),
+                outcome=result.get("outcome"),
+                # Only a yes/no answer is the criterion's own; computed criteria read their
+                # inputs (in the screening log), and the date of birth is never exported.
+                answer=answer if isinstance(answer, bool) else None,
+                reason=result.get("reason"),
+            )
+
+
+ELIGIBILITY_ANSWERS = Dataset(
+    name="eligibility_answers",
+    description=_(
+        "One row per criterion per screening: its outcome and, for yes/no "
+        "criteria, the answer given."
+    ),
+    columns=(
+        Column("screening_id", INTEGER, _("The screening (screening_log)."), dig("screening.pk")),
+        *participant_columns("participant"),
+        Column("criterion_code", TEXT, _("The protocol's code of the criterion."), dig("code")),
+        Column(
+            "criterion_kind",
+            CODE,
+            _("Inclusion or exclusion."),
+            dig("kind"),
+            choices=CriterionKind.choices,
+        ),
+        Column(
+            "outcome",
+            CODE,
+            _("How the criterion was decided."),
+            dig("outcome"),
+            choices=CRITERION_OUTCOMES,
+        ),
+        Column(
+            "answer",
+            BOOLEAN,
+            _("The yes/no answer; empty when not answered or not a yes/no criterion."),
+            dig("answer"),
+        ),
+        Column(
+            "reason",
+            TEXT,
+            _("The reason shown to the coordinator (may quote typed text)."),
+            dig("reason"),
+            free_text=True,
+        ),
+    ),
+    records=_criterion_answers,
+    participant_id=dig("participant_id"),
+    zone=zone_of("participant"),
+)
+
+
+def _participants(ctx: ExportContext):
+    queryset = Participant.objects.select_related("site").order_by("site__code", "sequence")
+    queryset = ctx.without_identifiers(ctx.scoped(queryset, "site"), "")
+    return queryset.iterator(chunk_size=CHUNK)
+
+
+def _age(participant):
+    registered = participant.registered_at.astimezone(participant.site.zone).date()
+    return age_shown(participant.date_of_birth, registered)
+
+
+PARTICIPANTS = Dataset(
+    name="participants",
+    description=_("Every registered participant."),
+    columns=(
+        *participant_columns(""),
+        Column("sex", CODE, _("Sex."), dig("sex"), choices=Sex.choices),
+        Column(
+            "age_years",
+            INTEGER,
+            _("Age in whole years at registration; every age over 89 is written 90+."),
+            _age,
+            unit="years",
+        ),
+        Column(
+            "registered_at",
+            DATETIME,
+            _("When the participant was registered (UTC)."),
+            dig("registered_at"),
+        ),
+        Column("name", TEXT, _("Name (identified export only)."), dig("name"), identifier=True),
+        Column(
+            "mrn",
+            TEXT,
+            _("Hospital record number (identified export only)."),
+            dig("mrn"),
+            identifier=True,
+        ),
+        Column(
+            "contact",
+            TEXT,
+            _("Contact (identified export only)."),
+            dig("contact"),
+            identifier=True,
+        ),
+        Column(
+            "date_of_birth",
+            DATE,
+            _("Date of birth (identified export only)."),
+            dig("date_of_birth"),
+            identifier=True,
+        ),
+    ),
+    records=_participants,
+    participant_id=dig("pk"),
+    zone=zone_of(""),
+)
+
+
+def _consents(ctx: ExportContext):
+    queryset = Consent.objects.select_related(
+        "participant__site", "version", "obtained_by"
+    ).order_by("participant__site__code", "participant__sequence", "consented_at", "pk")
+    queryset = ctx.without_identifiers(ctx.scoped(queryset, "participant__site"), "participant__")
+    if not ctx.options.identified:
+        queryset = queryset.defer("lar_name", "witness_name")
+    return queryset.iterator(chunk_size=CHUNK)
+
+
+CONSENTS = Dataset(
+    name="consents",
+    description=_("Every consent recorded, by the participant or a representative."),
+    columns=(
+        Column("consent_id", INTEGER, _("The consent's number."), dig("pk")),
+        *participant_columns("participant"),
+        Column(
+            "consent_version", TEXT, _("Version of the consent document."), dig("version.version")
+        ),
+        Column(
+            "consent_language",
+            CODE,
+            _("Language of the consent document."),
+            dig("version.language"),
+            choices=settings.LANGUAGES,
+        ),
+        Column("consented_at", DATETIME, _("When consent was given (UTC)."), dig("consented_at")),
+        Column("signer", CODE, _("Who signed."), dig("signer"), choices=Signer.choices),
+        Column(
+            "lar_relationship",
+            TEXT,
+            _("The representative's relationship to the participant."),
+            dig("lar_relationship"),
+            free_text=True,
+        ),
+        Column(
+            "witness_needed", BOOLEAN, _("An impartial witness attended."), dig("witness_needed")
+        ),
+        Column("copy_given", BOOLEAN, _("A copy was given to the signer."), dig("copy_given")),
+        Column(
+            "obtained_by",
+            TEXT,
+            _("Username of the staff member who took consent."),
+            username("obtained_by"),
+        ),
+        Column(
+            "recorded_at", DATETIME, _("When the consent was entered (UTC)."), dig("recorded_at")
+        ),
+        Column(
+            "lar_name",
+            TEXT,
+            _("The representative's name (identified export only)."),
+            dig("lar_name"),
+            identifier=True,
+        ),
+        Column(
+            "witness_name",
+            TEXT,
+            _("The witness's name (identified export only)."),
+            dig("witness_name"),
+            identifier=True,
+        ),
+    ),
+    records=_consents,
+    participant_id=dig("participant_id"),
+    zone=zone_of("participant"),
+)
+
+
+def _refusals(ctx: ExportContext):
+    queryset = ConsentRefusal.objects.select_related("participant__site", "recorded_by").order_by(
+        "participant__site__code", "participant__sequence", "refused_on", "pk"
+    )
+    queryset = ctx.without_identifiers(ctx.scoped(queryset, "participant__site"), "participant__")
+    return queryset.iterator(chunk_size=CHUNK)
+
+
+CONSENT_REFUSALS = Dataset(
+    name="consent_refusals",
+    description=_("Patients (or their representatives) who declined consent."),
+    columns=(
+        Column("refusal_id", INTEGER, _("The refusal's number."), dig("pk")),
+        *participant_columns("participant"),
+        Column("refused_on", DATE, _("Date of the refusal (site date)."), dig("refused_on")),
+        Column("reason", TEXT, _("The reason given."), dig("reason"), free_text=True),
+        Column(
+            "recorded_by",
+            TEXT,
+            _("Username of the staff member who entered it."),
+            username("recorded_by"),
+        ),
+    ),
+    records=_refusals,
+    participant_id=dig("participant_id"),
+    zone=zone_of("participant"),
+)
+
+
+def _signoffs(ctx: ExportContext):
+    queryset = EligibilitySignoff.objects.select_related(
+        "screening__participant__site", "signer"
+    ).order_by("screening__participant__site__code", "screening__participant__sequence", "pk")
+    queryset = ctx.scoped(queryset, "screening__participant__site")
+    queryset = ctx.without_identifiers(queryset, "screening__participant__")
+    return queryset.iterator(chunk_size=CHUNK)
+
+
+SIGNOFFS = Dataset(
+    name="signoffs",
+    description=_("The investigator's electronic signature on an eligible screening."),
+    columns=(
+        Column("signoff_id", INTEGER, _("The sign-off's number."), dig("pk")),
+        Column(
+            "screening_id", INTEGER, _("The screening signed (screening_log)."), dig("screening_id")
+        ),
+        *participant_columns("screening.participant"),
+        Column("signed_by", TEXT, _("Username of the investigator."), username("signer")),
+        Column("printed_name", TEXT, _("The investigator's printed name."), dig("printed_name")),
+        Column("signed_at", DATETIME, _("When it was signed (UTC)."), dig("signed_at")),
+        Column("meaning", TEXT, _("The meaning of the signature, as shown."), dig("meaning")),
+    ),
+    records=_signoffs,
+    participant_id=dig("screening.participant_id"),
+    zone=zone_of("screening.participant"),
+)
+
+
+def _withdrawals(ctx: ExportContext):
+    queryset = Withdrawal.objects.select_related("participant__site", "recorded_by").order_by(
+        "participant__site__code", "participant__sequence", "withdrawn_on", "pk"
+    )
+    queryset = ctx.without_identifiers(ctx.scoped(queryset, "participant__site"), "participant__")
+    return queryset.iterator(chunk_size=CHUNK)
+
+
+WITHDRAWALS = Dataset(
+    name="withdrawals",
+    description=_("Withdrawals of consent and what they stop."),
+    columns=(
+        Column("withdrawal_id", INTEGER, _("The withdrawal's number."), dig("pk")),
+        *participant_columns("participant"),
+        Column("scope", CODE, _("What stops."), dig("scope"), choices=WithdrawalScope.choices),
+        Column("withdrawn_on", DATE, _("Date of the withdrawal (site date)."), dig("withdrawn_on")),
+        Column("reason", TEXT, _("The reason given."), dig("reason"), free_text=True),
+        Column(
+            "recorded_by",
+            TEXT,
+            _("Username of the staff member who entered it."),
+            username("recorded_by"),
+        ),
+    ),
+    records=_withdrawals,
+    participant_id=dig("participant_id"),
+    zone=zone_of("participant"),
+)
+
+
+def _allocations(ctx: ExportContext):
+    queryset = Allocation.objects.select_related(
+        "participant__site", "arm", "stratum", "randomized_by"
+    ).order_by("participant__site__code", "participant__sequence")
+    queryset = ctx.without_identifiers(ctx.scoped(queryset, "participant__site"), "participant__")
+    return queryset.iterator(chunk_size=CHUNK)
+
+
+ALLOCATIONS = Dataset(
+    name="allocations",
+    description=_("Randomizations; one in error stays, marked so."),
+    columns=(
+        *participant_columns("participant"),
+        Column("arm_code", CODE, _("The arm allocated."), dig("arm.code"), choices=arm_codes),
+        Column("stratum_code", TEXT, _("The stratum (site and severity)."), dig("stratum.code")),
+        Column(
+            "severity",
+            CODE,
+            _("Severity stratum."),
+            dig("stratum.severity"),
+            choices=Severity.choices,
+        ),
+        Column(
+            "randomization_number",
+            TEXT,
+            _("The randomization number."),
+            dig("randomization_number"),
+        ),
+        Column(
+            "randomized_at",
+            DATETIME,
+            _("When the participant was randomized (UTC)."),
+            dig("randomized_at"),
+        ),
+        Column(
+            "randomized_by",
+            TEXT,
+            _("Username of the staff member who randomized."),
+            username("randomized_by"),
+        ),
+        Column(
+            "status",
+            CODE,
+            _("Valid, or in error."),
+            dig("status"),
+            choices=AllocationStatus.choices,
+        ),
+        Column(
+            "error_reason",
+            TEXT,
+            _("Why the allocation is in error."),
+            dig("error_reason"),
+            free_text=True,
+        ),
+        Column(
+            "marked_in_error_at",
+            DATETIME,
+            _("When it was marked in error (UTC)."),
+            dig("marked_in_error_at"),
+        ),
+    ),
+    records=_allocations,
+    participant_id=dig("participant_id"),
+    zone=zone_of("participant"),
+)
+
+
+def _scheduled_doses(ctx: ExportContext):
+    queryset = ScheduledDose.objects.select_related("participant__site", "schedule__arm").order_by(
+        "participant__site__code", "participant__sequence", "due_at", "schedule_id", "sequence"
+    )
+    queryset = ctx.without_identifiers(ctx.scoped(queryset, "participant__site"), "participant__")
+    return queryset.iterator(chunk_size=CHUNK)
+
+
+SCHEDULED_DOSES = Dataset(
+    name="scheduled_doses",
+    description=_("Every dose a participant was to receive, made with the allocation."),
+    columns=(
+        Column("dose_id", INTEGER, _("The dose's number."), dig("pk")),
+        *participant_columns("participant"),
+        Column(
+            "arm_code",
+            CODE,
+            _("The arm of the schedule."),
+            dig("schedule.arm.code"),
+            choices=arm_codes,
+        ),
+        Column("product", TEXT, _("The product given."), dig("schedule.product")),
+        Column("route", TEXT, _("The route."), dig("schedule.route")),
+        Column("dose_number", INTEGER, _("The dose's number in its schedule."), dig("sequence")),
+        Column(
+            "study_day",
+            INTEGER,
+            _("Study day of the dose (day 0: randomization)."),
+            dig("study_day"),
+            unit="days",
+        ),
+        Column("due_at", DATETIME, _("When the dose is due (UTC)."), dig("due_at")),
+        Column("window_start", DATETIME, _("When its window opens (UTC)."), dig("window_start")),
+        Column("window_end", DATETIME, _("The last instant on time (UTC)."), dig("window_end")),
+        Column(
+            "planned_amount",
+            DECIMAL,
+            _("The planned amount, in amount_unit."),
+            dig("planned_amount"),
+        ),
+        Column("amount_unit", TEXT, _("Unit of the amount."), dig("amount_unit")),
+        Column("amount_note", TEXT, _("How the amount was worked out."), dig("amount_note")),
+        Column(
+            "status", CODE, _("Where the dose stands."), dig("status"), choices=DoseStatus.choices
+        ),
+    ),
+    records=_scheduled_doses,
+    participant_id=dig("participant_id"),
+    zone=zone_of("participant"),
+)
+
+
+def _administrations(ctx: ExportContext):
+    queryset = Administration.objects.select_related(
+        "scheduled_dose__participant__site", "given_by", "recorded_by", "voided_by"
+    ).order_by(
+        "scheduled_dose__participant__site__code",
+        "scheduled_dose__participant__sequence",
+        "scheduled_dose__due_at",
+        "pk",
+    )
+    queryset = ctx.scoped(queryset, "scheduled_dose__participant__site")
+    queryset = ctx.without_identifiers(queryset, "scheduled_dose__participant__")
+    return queryset.iterator(chunk_size=CHUNK)
+
+
+ADMINISTRATIONS = Dataset(
+    name="administrations",
+    description=_("What happened to each dose: given or not; voided records stay, marked."),
+    columns=(
+        Column("administration_id", INTEGER, _("The record's number."), dig("pk")),
+        Column("dose_id", INTEGER, _("The dose (scheduled_doses)."), dig("scheduled_dose_id")),
+        *participant_columns("scheduled_dose.participant"),
+        Column(
+            "outcome",
+            CODE,
+            _("Given or not."),
+            dig("outcome"),
+            choices=AdministrationOutcome.choices,
+        ),
+        Column("given_at", DATETIME, _("When it was given (UTC)."), dig("given_at")),
+        Column("amount", DECIMAL, _("The amount given, in amount_unit."), dig("amount")),
+        Column("amount_unit", TEXT, _("Unit of the amount."), dig("amount_unit")),
+        Column("route", TEXT, _("The route."), dig("route")),
+        Column("lot_number", TEXT, _("Lot or batch number."), dig("lot_number")),
+        Column("given_by", TEXT, _("Username of who gave it."), username("given_by")),
+        Column(
+            "infusion_reaction",
+            BOOLEAN,
+            _("An infusion reaction was recorded."),
+            dig("infusion_reaction"),
+        ),
+        Column(
+            "not_given_reason",
+            TEXT,
+            _("Why it was not given."),
+            dig("not_given_reason"),
+            free_text=True,
+        ),
+        Column(
+            "deviation_hours",
+            DECIMAL,
+            _("Hours outside the window; empty when on time."),
+            dig("deviation_hours"),
+            unit="hours",
+        ),
+        Column(
+            "outside_window_reason",
+            TEXT,
+            _("Why it was given so far outside the window."),
+            dig("outside_window_reason"),
+            free_text=True,
+        ),
+        *recorded_columns(),
+        Column(
+            "voided_at",
+            DATETIME,
+            _("When the record was voided (UTC); empty: in force."),
+            dig("voided_at"),
+        ),
+        Column("voided_by", TEXT, _("Username of who voided it."), username("voided_by")),
+        Column("void_reason", TEXT, _("Why it was voided."), dig("void_reason"), free_text=True),
+    ),
+    records=_administrations,
+    participant_id=dig("scheduled_dose.participant_id"),
+    zone=zone_of("scheduled_dose.participant"),
+)
+
+
+def _reminders(ctx: ExportContext):
+    queryset = Reminder.objects.select_related("participant__site").order_by(
+        "participant__site__code", "participant__sequence", "due_at", "pk"
+    )
+    queryset = ctx.without_identifiers(ctx.scoped(queryset, "participant__site"), "participant__")
+    return queryset.iterator(chunk_size=CHUNK)
+
+
+DOSE_REMINDERS = Dataset(
+    name="dose_reminders",
+    description=_("The reminders and overdue alerts of each dose, and whether they went."),
+    columns=(
+        Column("reminder_id", INTEGER, _("The reminder's number."), dig("pk")),
+        Column("dose_id", INTEGER, _("The dose (scheduled_doses)."), dig("scheduled_dose_id")),
+        *participant_columns("participant"),
+        Column(
+            "kind",
+            CODE,
+            _("Before the dose, or overdue."),
+            dig("kind"),
+            choices=ReminderKind.choices,
+        ),
+        Column(
+            "lead_hours",
+            INTEGER,
+            _("Hours before the dose (0 for an overdue alert)."),
+            dig("lead_hours"),
+            unit="hours",
+        ),
+        Column("due_at", DATETIME, _("When it is to be sent (UTC)."), dig("due_at")),
+        Column(
+            "status", CODE, _("Delivery status."), dig("status"), choices=ReminderStatus.choices
+        ),
+        Column("attempts", INTEGER, _("Delivery attempts."), dig("attempts")),
+        Column("sent_at", DATETIME, _("When it was sent (UTC)."), dig("sent_at")),
+        Column(
+            "cancelled_reason",
+            TEXT,
+            _("Why it was cancelled."),
+            dig("cancelled_reason"),
+            free_text=True,
+        ),
+    ),
+    records=_reminders,
+    participant_id=dig("participant_id"),
+    zone=zone_of("participant"),
+)
+
+
+def _visits(ctx: ExportContext):
+    queryset = ScheduledVisit.objects.select_related(
+        "participant__site", "definition", "record", "record__recorded_by"
+    ).order_by("participant__site__code", "participant__sequence", "study_day")
+    queryset = ctx.without_identifiers(ctx.scoped(queryset, "participant__site"), "participant__")
+    return queryset.iterator(chunk_size=CHUNK)
+
+
+def _measured_status(name: str):
+    record = dig("record")
+
+    def status(visit):
+        found = record(visit)
+        if found is None:
+            return None
+        if getattr(found, f"{name}_not_done"):
+            return "not_done"
+        value = getattr(found, name)
+        return None if value is None or value == "" else "done"
+
+    return status
+
+
+# Each measured finding: (name, kind, description, unit, choices)
+MEASUREMENTS = (
+    (
+        "who_score",
+        INTEGER,
+        _("WHO clinical progression scale (0 uninfected to 10 dead)."),
+        "points",
+        (),
+    ),
+    ("spo2", INTEGER, _("Oxygen saturation."), "%", ()),
+    ("respiratory_support", CODE, _("Respiratory support."), "", RespiratorySupport.choices),
+    ("pao2", DECIMAL, _("Arterial oxygen partial pressure."), "mmHg", ()),
+    ("fio2", DECIMAL, _("Fraction of inspired oxygen."), "fraction (0.21-1.00)", ()),
+    ("lymphocytes", DECIMAL, _("Lymphocyte count."), "10^9/L", ()),
+    ("crp", DECIMAL, _("C-reactive protein."), "mg/L", ()),
+    ("il6", DECIMAL, _("Interleukin-6."), "pg/mL", ()),
+    ("chest_ct", CODE, _("Change on chest CT."), "", ChestCtChange.choices),
+)
+assert tuple(m[0] for m in MEASUREMENTS) == tuple(outcome_rules.MEASURED_FIELDS)
+
+
+def _measurement_columns() -> Iterator[Column]:
+    for name, kind, description, unit, choices in MEASUREMENTS:
+        yield Column(name, kind, description, dig(f"record.{name}"), unit=unit, choices=choices)
+        yield Column(
+            f"{name}_status",
+            CODE,
+            _("Whether the finding before this column was measured; empty: not answered."),
+            _measured_status(name),
+            choices=MEASUREMENT_STATUS,
+        )
+        yield Column(
+            f"{name}_not_done_reason",
+            TEXT,
+            _("Why the finding was not done."),
+            dig(f"record.{name}_not_done_reason"),
+            free_text=True,
+        )
+
+
+VISITS = Dataset(
+    name="visits",
+    description=_("Each scheduled follow-up visit, with what was found when it was recorded."),
+    columns=(
+        Column("visit_id", INTEGER, _("The scheduled visit's number."), dig("pk")),
+        *participant_columns("participant"),
+        Column(
+            "visit_code",
+            CODE,
+            _("The protocol's visit."),
+            dig("definition.code"),
+            choices=visit_codes,
+        ),
+        Column(
+            "study_day",
+            INTEGER,
+            _("Planned study day (day 0: randomization)."),
+            dig("study_day"),
+            unit="days",
+        ),
+        Column("due_on", DATE, _("Planned date (site date)."), dig("due_on")),
+        Column(
+            "window_start", DATE, _("First day of the window (site date)."), dig("window_start")
+        ),
+        Column("window_end", DATE, _("Last day of the window (site date)."), dig("window_end")),
+        Column(
+            "status", CODE, _("Where the visit stands."), dig("status"), choices=VisitStatus.choices
+        ),
+        Column(
+            "days_outside_window",
+            INTEGER,
+            _("Negative when early, positive when late; empty when on time."),
+            dig("days_outside_window"),
+            unit="days",
+        ),
+        Column(
+            "stopped_reason",
+            TEXT,
+            _("Why the visit is not required."),
+            dig("stopped_reason"),
+            free_text=True,
+        ),
+        Column(
+            "visit_date",
+            DATE,
+            _("Date of the visit (site date); empty: not recorded."),
+            dig("record.visit_date"),
+        ),
+        *_measurement_columns(),
+        Column(
+            "pf_ratio",
+            INTEGER,
+            _("PaO2/FiO2, from the recorded values."),
+            dig("record.pf_ratio"),
+            unit="mmHg",
+        ),
+        Column(
+            "discharged_on",
+            DATE,
+            _("Hospital discharge date; empty while in hospital."),
+            dig("record.discharged_on"),
+        ),
+        Column(
+            "vital_status",
+            CODE,
+            _("Alive or dead at the visit."),
+            dig("record.vital_status"),
+            choices=VitalStatus.choices,
+        ),
+        Column("date_of_death", DATE, _("Date of death."), dig("record.date_of_death")),
+        *recorded_columns("record.recorded_at", "record.recorded_by"),
+    ),
+    records=_visits,
+    participant_id=dig("participant_id"),
+    zone=zone_of("participant"),
+)
+
+
+def _adverse_events(ctx: ExportContext):
+    queryset = AdverseEvent.objects.select_related(
+        "participant__site", "causality", "recorded_by"
+    ).order_by("participant__site__code", "participant__sequence", "onset_date", "pk")
+    queryset = ctx.without_identifiers(ctx.scoped(queryset, "participant__site"), "participant__")
+    return queryset.iterator(chunk_size=CHUNK)
+
+
+ADVERSE_EVENTS = Dataset(
+    name="adverse_events",
+    description=_("Adverse events from randomization to day 28, with the signed causality."),
+    columns=(
+        Column("adverse_event_id", INTEGER, _("The event's number."), dig("pk")),
+        *participant_columns("participant"),
+        Column("term", TEXT, _("The event's term."), dig("term")),
+        Column("onset_date", DATE, _("Onset (site date)."), dig("onset_date")),
+        Column("end_date", DATE, _("End (site date); empty: ongoing."), dig("end_date")),
+        Column("grade", CODE, _("CTCAE grade."), dig("grade"), choices=CtcaeGrade.choices),
+        Column("death_date", DATE, _("Date of death (grade 5)."), dig("death_date")),
+        Column("serious", BOOLEAN, _("Serious adverse event."), dig("serious")),
+        *(
+            Column(f"criterion_{code}", BOOLEAN, label, dig(f"criterion_{code}"))
+            for code, label in outcome_rules.SERIOUSNESS_CRITERIA
+        ),
+        Column(
+            "action_taken",
+            CODE,
+            _("Action taken with the study treatment."),
+            dig("action_taken"),
+            choices=ActionTaken.choices,
+        ),
+        Column(
+            "outcome", CODE, _("Outcome of the event."), dig("outcome"), choices=AeOutcome.choices
+        ),
+        Column(
+            "administration_id",
+            INTEGER,
+            _("The dose record it reports (administrations)."),
+            dig("administration_id"),
+        ),
+        Column(
+            "sae_clock_started_at",
+            DATETIME,
+            _("When it was recorded serious (UTC)."),
+            dig("sae_clock_started_at"),
+        ),
+        Column(
+            "reported_on",
+            DATE,
+            _("Reported to sponsor and ethics on (site date)."),
+            dig("reported_on"),
+        ),
+        Column(
+            "causality_expected",
+            BOOLEAN,
+            _("Expected per the reference safety information; empty: not assessed."),
+            dig("causality.expected"),
+        ),
+        Column(
+            "causality_signed_at",
+            DATETIME,
+            _("When the causality was signed (UTC)."),
+            dig("causality.signed_at"),
+        ),
+        *recorded_columns(),
+    ),
+    records=_adverse_events,
+    participant_id=dig("participant_id"),
+    zone=zone_of("participant"),
+)
+
+
+def _relatedness(ctx: ExportContext):
+    queryset = InterventionRelatedness.objects.select_related(
+        "assessment__adverse_event__participant__site"
+    ).order_by("assessment__adverse_event_id", "pk")
+    queryset = ctx.scoped(queryset, "assessment__adverse_event__participant__site")
+    queryset = ctx.without_identifiers(queryset, "assessment__adverse_event__participant__")
+    return queryset.iterator(chunk_size=CHUNK)
+
+
+AE_RELATEDNESS = Dataset(
+    name="adverse_event_relatedness",
+    description=_("The investigator's relatedness of each event to each intervention."),
+    columns=(
+        Column(
+            "adverse_event_id",
+            INTEGER,
+            _("The event (adverse_events)."),
+            dig("assessment.adverse_event_id"),
+        ),
+        *participant_columns("assessment.adverse_event.participant"),
+        Column(
+            "dose_id",
+            INTEGER,
+            _("The infusion (scheduled_doses); empty: the whole course."),
+            dig("scheduled_dose_id"),
+        ),
+        Column(
+            "intervention", TEXT, _("The intervention, as shown to the investigator."), dig("label")
+        ),
+        Column(
+            "relatedness", CODE, _("How related."), dig("relatedness"), choices=Relatedness.choices
+        ),
+    ),
+    records=_relatedness,
+    participant_id=dig("assessment.adverse_event.participant_id"),
+    zone=zone_of("assessment.adverse_event.participant"),
+)
+
+
+def _ends(ctx: ExportContext):
+    queryset = EndOfStudy.objects.select_related("participant__site", "recorded_by").order_by(
+        "participant__site__code", "participant__sequence"
+    )
+    queryset = ctx.without_identifiers(ctx.scoped(queryset, "participant__site"), "participant__")
+    return queryset.iterator(chunk_size=CHUNK)
+
+
+END_OF_STUDY = Dataset(
+    name="end_of_study",
+    description=_("How and when each participant's study ended."),
+    columns=(
+        *participant_columns("participant"),
+        Column("reason", CODE, _("Why the study ended."), dig("reason"), choices=EndReason.choices),
+        Column("ended_on", DATE, _("Date (for a death, the date of death)."), dig("ended_on")),
+        Column("details", TEXT, _("Details."), dig("details"), free_text=True),
+        Column(
+            "adverse_event_id",
+            INTEGER,
+            _("The fatal adverse event (adverse_events)."),
+            dig("adverse_event_id"),
+        ),
+        *recorded_columns(),
+    ),
+    records=_ends,
+    participant_id=dig("participant_id"),
+    zone=zone_of("participant"),
+)
+
+
+def _endpoints(ctx: ExportContext):
+    """Each randomized participant's endpoints, read as outcomes.selectors reads them for the
+    participant page, but three queries per chunk of participants instead of four each."""
+    queryset = Allocation.objects.select_related("participant__site", "arm").order_by(
+        "participant__site__code", "participant__sequence"
+    )
+    queryset = ctx.without_identifiers(ctx.scoped(queryset, "participant__site"), "participant__")
+    for chunk in chunked(queryset.iterator(chunk_size=CHUNK), CHUNK):
+        ids = [a.participant_id for a in chunk]
+        records = defaultdict(list)
+        for pid, *values in VisitRecord.objects.filter(
+            scheduled_visit__participant_id__in=ids
+        ).values_list(
+            "scheduled_visit__participant_id",
+            "visit_date",
+            "who_score",
+            "respiratory_support",
+            "discharged_on",
+            "date_of_death",
+        ):
+            records[pid].append(values)
+        fatal = dict(
+            AdverseEvent.objects.filter(participant_id__in=ids, death_date__isnull=False)
+            .values("participant_id")
+            .annotate(first=Min("death_date"))
+            .values_list("participant_id", "first")
+        )
+        ends = {
+            pid: (reason, ended_on)
+            for pid, reason, ended_on in EndOfStudy.objects.filter(
+                participant_id__in=ids
+            ).values_list("participant_id", "reason", "ended_on")
+        }
+        for allocation in chunk:
+            pid = allocation.participant_id
+            yield _endpoint_row(allocation, records[pid], fatal.get(pid), ends.get(pid))
+
+
+def _endpoint_row(allocation, records, fatal_event, end):
+    site = allocation.participant.site
+    day_zero = outcome_rules.study_day_zero(allocation.randomized_at, site.zone)
+
+    def study_day(day):
+        return None if day is None else (day - day_zero).days
+
+    observations = [
+        outcome_rules.Observation(study_day(visit_date), who_score, support)
+        for visit_date, who_score, support, _discharged, _died in records
+    ]
+    deaths = [died for *_values, died in records if died is not None]
+    deaths += [fatal_event] if fatal_event is not None else []
+    deaths += [end[1]] if end is not None and end[0] == EndReason.DIED else []
+    discharges = [discharged for *_values, discharged, _died in records if discharged]
+    death_day = study_day(min(deaths, default=None))
+    end_day = study_day(end[1] if end is not None else site_today(site))
+    improvement = outcome_rules.time_to_improvement(
+        observations,
+        discharge_day=study_day(min(discharges, default=None)),
+        death_day=death_day,
+        end_day=end_day,
+    )
+    return SimpleNamespace(
+        participant=allocation.participant,
+        participant_id=allocation.participant_id,
+        arm_code=allocation.arm.code,
+        died_by_day_28=outcome_rules.mortality_28_day(death_day=death_day, end_day=end_day),
+        improvement_day=improvement.day if improvement else None,
+        improvement_event=improvement.event if improvement else None,
+        ventilation_free_days=outcome_rules.ventilation_free_days(
+            observations, death_day=death_day, end_day=end_day
+        ),
+        worst_who_score=outcome_rules.worst_who_score(observations, death_day=death_day),
+        on_study=end is None,
+    )
+
+
+ENDPOINTS = Dataset(
+    name="endpoints",
+    description=_(
+        "Each randomized participant's derived endpoints to day 28, from the visit "
+        "records, a fatal adverse event and the end of study; provisional while "
+        "follow-up goes on."
+    ),
+    columns=(
+        *participant_columns("participant"),
+        Column("arm_code", CODE, _("The arm allocated."), dig("arm_code"), choices=arm_codes),
+        Column(
+            "died_by_day_28",
+            BOOLEAN,
+            _(
+                "Died on or before day 28; empty: not known (follow-up ended alive before "
+                "day 28, or goes on)."
+            ),
+            dig("died_by_day_28"),
+        ),
+        Column(
+            "time_to_improvement_days",
+            INTEGER,
+            _(
+                "Study day of clinical improvement (2 WHO points below day 0, or discharge), "
+                "or of censoring."
+            ),
+            dig("improvement_day"),
+            unit="days",
+        ),
+        Column(
+            "improvement_observed",
+            BOOLEAN,
+            _("Yes: improvement on that day; No: censored on that day."),
+            dig("improvement_event"),
+        ),
+        Column(
+            "ventilation_free_days",
+            INTEGER,
+            _("Days alive and free of invasive ventilation or ECMO to day 28."),
+            dig("ventilation_free_days"),
+            unit="days",
+        ),
+        Column(
+            "worst_who_score",
+            INTEGER,
+            _("Highest WHO score recorded (10 after a death)."),
+            dig("worst_who_score"),
+            unit="points",
+        ),
+        Column(
+            "follow_up_ongoing",
+            BOOLEAN,
+            _("No end of study yet: values may still change."),
+            dig("on_study"),
+        ),
+    ),
+    records=_endpoints,
+    participant_id=dig("participant_id"),
+    zone=zone_of("participant"),
+)
+
+
+def _audit_rows(ctx: ExportContext):
+    """Every history row of every audited model, model by model; study numbers instead of
+    participant ids. Identifier values are never read: only who, when, what and why."""
+    participants = Participant.objects.values_list("pk", "study_number", "site__time_zone")
+    participants = ctx.scoped(participants, "site")
+    known = {pk: (number, zone) for pk, number, zone in participants.iterator(chunk_size=CHUNK)}
+    for model in sorted(audited_models(), key=lambda m: m._meta.label_lower):
+        if getattr(model, "audit_concealed", False) and not ctx.options.include_concealed:
+            continue
+        is_participant = model is Participant
+        history = model.history.select_related("history_user").order_by(
+            "history_date", "history_id"
+        )
+        if is_participant:
+            history = history.defer(*PARTICIPANT_IDENTIFIERS)
+        field_names = {f.attname for f in model._meta.concrete_fields}
+        for record in history.iterator(chunk_size=CHUNK):
+            pid = record.id if is_participant else None
+            if "participant_id" in field_names:
+                pid = record.participant_id
+            if ctx.options.site_ids is not None and pid not in known:
+                continue
+            number, zone = known.get(pid, (None, None))
+            user = record.history_user
+            yield SimpleNamespace(
+                model=model._meta.label_lower,
+                record_id=record.id,
+                history_id=record.history_id,
+                action=HISTORY_TYPES.get(record.history_type, record.history_type),
+                changed_at=record.history_date,
+                changed_by=user.get_username() if user is not None else None,
+                participant_id=pid if number is not None else None,
+                study_number=number,
+                zone=ZoneInfo(zone) if zone else None,
+                reason=record.history_change_reason,
+            )
+
+
+AUDIT_TRAIL = Dataset(
+    name="audit_trail",
+    description=_(
+        "Every change to trial data: who, when, which record, why. Identifier "
+        "values are never exported."
+    ),
+    columns=(
+        Column("model", TEXT, _("The kind of record (app.model)."), dig("model")),
+        Column("record_id", INTEGER, _("The record's number in its kind."), dig("record_id")),
+        Column("history_id", INTEGER, _("The change's number in its kind."), dig("history_id")),
+        Column(
+            "action", CODE, _("Created, changed or deleted."), dig("action"), choices=AUDIT_ACTIONS
+        ),
+        Column("changed_at", DATETIME, _("When (UTC)."), dig("changed_at")),
+        Column("changed_by", TEXT, _("Username; empty: the system."), dig("changed_by")),
+        Column(
+            "study_number",
+            TEXT,
+            _("The participant the record belongs to, when it names one."),
+            dig("study_number"),
+        ),
+        Column(
+            "reason", TEXT, _("The reason given for the change."), dig("reason"), free_text=True
+        ),
+    ),
+    records=_audit_rows,
+    participant_id=dig("participant_id"),
+    zone=dig("zone"),
+)
+
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        SCREENING_LOG,
+        ELIGIBILITY_ANSWERS,
+        PARTICIPANTS,
+        CONSENTS,
+        CONSENT_REFUSALS,
+        SIGNOFFS,
+        WITHDRAWALS,
+        ALLOCATIONS,
+        SCHEDULED_DOSES,
+        ADMINISTRATIONS,
+        DOSE_REMINDERS,
+        VISITS,
+        ADVERSE_EVENTS,
+        AE_RELATEDNESS,
+        END_OF_STUDY,
+        ENDPOINTS,
+        AUDIT_TRAIL,
+    )
+}
+
+
+# --- Cells ----------------------------------------------------------------------------------
+
+
+def header(dataset: Dataset, options: ExportOptions) -> list[str]:
+    return [c.name for c in dataset.columns_for(options)]
+
+
+def rows(dataset: Dataset, ctx: ExportContext) -> Iterator[list[str]]:
+    """The dataset's rows as CSV cells, one record at a time."""
+    columns = dataset.columns_for(ctx.options)
+    labels = {c.name: ctx.labels_of(dataset, c) for c in columns if c.kind in (CODE, BOOLEAN)}
+    for record in dataset.records(ctx):
+        pid = dataset.participant_id(record)
+        cells = []
+        for column in columns:
+            value = column.get(record)
+            if value is None or value == "":
+                cells.append("")
+            elif column.kind == DATE and isinstance(value, date):
+                cells.append(_date_cell(ctx.dates.date(value, pid)))
+            elif column.kind == DATETIME and isinstance(value, datetime):
+                cells.append(_date_cell(ctx.dates.moment(value, pid, dataset.zone(record))))
+            elif column.kind in (CODE, BOOLEAN):
+                code = ("true" if value else "false") if isinstance(value, bool) else str(value)
+                shown = labels[column.name].get(code, code) if ctx.options.labels else code
+                cells.append(text_cell(shown))
+            elif column.kind in NUMERIC_KINDS:
+                cells.append(numeric_cell(value))
+            else:
+                cells.append(text_cell(value))
+        yield cells
+
+
+def _date_cell(value) -> str:
+    # A study day is a number (negative before day 0); a date is ISO text, never a formula.
+    return "" if value is None else str(value)
