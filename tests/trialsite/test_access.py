@@ -32,9 +32,17 @@ MATRIX = {
     "audit_log": {"data_manager", "monitor", "administrator"},
     "user_list": {"administrator"},
     "exports:bundle": {"data_manager", "administrator"},
+    # One record's history: whoever may see its participant.
+    "record_history_a": {
+        "coordinator_a",
+        "investigator_a",
+        "data_manager",
+        "monitor",
+        "administrator",
+    },
 }
 # Another site's object is a 404, so its existence does not leak; a page of another role is 403.
-NOT_FOUND = {("site_detail_a", "coordinator_b")}
+NOT_FOUND = {("site_detail_a", "coordinator_b"), ("record_history_a", "coordinator_b")}
 
 
 def url_of(page):
@@ -42,6 +50,12 @@ def url_of(page):
         return reverse("site_detail", args=["SHE"])
     if page == "site_edit_a":
         return reverse("site_edit", args=["SHE"])
+    if page == "record_history_a":
+        from tests.factories import ParticipantFactory
+
+        coordinator = RoleAssignment.objects.filter(role="coordinator", site__code="SHE").first()
+        participant = ParticipantFactory(site=Site.objects.get(code="SHE"), user=coordinator.user)
+        return reverse("record_history", args=["enrollment.participant", participant.pk])
     return reverse(page)
 
 

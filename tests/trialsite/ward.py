@@ -44,6 +44,7 @@ class Ward:
     open_dose: int
     given_dose: int
     randomization_list: int
+    lar_consent: int  # a consent a representative signed: their name is an identifier
 
 
 def build_ward(*, site, cast) -> Ward:
@@ -56,7 +57,7 @@ def build_ward(*, site, cast) -> Ward:
     allocated = ready_participant(site=site, user=coordinator, investigator=investigator)
     participant_randomize(participant=allocated, user=coordinator, idempotency_key=uuid.uuid4())
     # A consent by a representative: the re-consent list has a row.
-    audited_save(
+    lar_consent = audited_save(
         Consent(
             participant=ready,
             version=current_consent_version(coordinator),
@@ -104,6 +105,7 @@ def build_ward(*, site, cast) -> Ward:
         open_dose=day4.pk,
         given_dose=day1.pk,
         randomization_list=randomization_list.pk,
+        lar_consent=lar_consent.pk,
     )
 
 
@@ -132,6 +134,8 @@ def pages_by_role(ward: Ward) -> dict[str, list[str]]:
             f"/dosing/doses/{ward.given_dose}/void/",
             f"/dosing/participants/{ward.dosed}/",
             "/dosing/reminders/",
+            f"/audit/enrollment.consent/{ward.lar_consent}/",
+            f"/audit/dosing.scheduleddose/{ward.given_dose}/",
         ],
         "investigator": [
             "/home/investigator/",
@@ -142,6 +146,7 @@ def pages_by_role(ward: Ward) -> dict[str, list[str]]:
             "/participants/re-consent/",
             f"/dosing/participants/{ward.dosed}/",
             "/dosing/today/",
+            f"/audit/dosing.scheduleddose/{ward.given_dose}/",
         ],
         "data_manager": [
             "/home/data_manager/",
@@ -151,7 +156,13 @@ def pages_by_role(ward: Ward) -> dict[str, list[str]]:
             "/dosing/reminders/",
             f"/participants/{ward.allocated}/",
         ],
-        "monitor": ["/home/monitor/", *shared, "/audit/", "/participants/screening-log/"],
+        "monitor": [
+            "/home/monitor/",
+            *shared,
+            "/audit/",
+            "/participants/screening-log/",
+            f"/audit/enrollment.consent/{ward.lar_consent}/",
+        ],
         "administrator": [
             "/home/administrator/",
             *shared,
