@@ -7,6 +7,7 @@ never a 403).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime
 
 from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
@@ -16,7 +17,7 @@ from dosing.models import Administration, DoseSchedule, ScheduledDose
 from enrollment.models import Participant
 from trialsite.core.access import scope_to_sites
 from trialsite.core.clock import site_today
-from trialsite.core.models import Role
+from trialsite.core.models import Role, Site
 
 from . import rules
 from .models import (
@@ -224,9 +225,7 @@ class ParticipantEndpoints:
 
 def participant_endpoints(participant: Participant) -> ParticipantEndpoints | None:
     """The participant's derived endpoints from the visit records, a fatal adverse event and
-    the end of study, in four queries; None until randomized. Study days count from the
-    site's date of randomization, by the dates things happened (a visit's date, not the day
-    it was planned for). While on study, follow-up runs to the site's today."""
+    the end of study, in four queries; None until randomized."""
     allocation = (
         Allocation.objects.filter(participant=participant)
         .select_related("participant__site")
@@ -234,21 +233,11 @@ def participant_endpoints(participant: Participant) -> ParticipantEndpoints | No
     )
     if allocation is None:
         return None
-    site = allocation.participant.site
-    day_zero = rules.study_day_zero(allocation.randomized_at, site.zone)
-
-    def study_day(day):
-        return None if day is None else (day - day_zero).days
-
     records = list(
         VisitRecord.objects.filter(scheduled_visit__participant=participant).values_list(
             "visit_date", "who_score", "respiratory_support", "discharged_on", "date_of_death"
         )
     )
-    observations = [
-        rules.Observation(study_day(visit_date), who_score, support)
-        for visit_date, who_score, support, _discharged, _died in records
-    ]
     fatal_event = (
         AdverseEvent.objects.filter(participant=participant, death_date__isnull=False)
         .order_by("death_date")
@@ -258,6 +247,38 @@ def participant_endpoints(participant: Participant) -> ParticipantEndpoints | No
     end = (
         EndOfStudy.objects.filter(participant=participant).values_list("reason", "ended_on").first()
     )
+    return endpoints_from(
+        randomized_at=allocation.randomized_at,
+        site=allocation.participant.site,
+        records=records,
+        fatal_event=fatal_event,
+        end=end,
+    )
+
+
+def endpoints_from(
+    *,
+    randomized_at: datetime,
+    site: Site,
+    records: list[tuple],
+    fatal_event: date | None,
+    end: tuple[str, date] | None,
+) -> ParticipantEndpoints:
+    """The endpoints from what was read: `records` (visit date, WHO score, support, discharge
+    date, date of death) per visit record, the earliest fatal adverse event's date of death,
+    the end of study (reason, date) or None. Study days count from the site's date of
+    randomization, by the dates things happened (a visit's date, not the day it was planned
+    for). While on study, follow-up runs to the site's today. Shared by the participant page
+    and the export, which reads many participants at once."""
+    day_zero = rules.study_day_zero(randomized_at, site.zone)
+
+    def study_day(day):
+        return None if day is None else (day - day_zero).days
+
+    observations = [
+        rules.Observation(study_day(visit_date), who_score, support)
+        for visit_date, who_score, support, _discharged, _died in records
+    ]
     # A death may be written at a visit, on a grade 5 event or as the end of study: the
     # earliest date wins, whichever form carried it.
     deaths = [died for *_values, died in records if died is not None]

@@ -13,6 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from arms.models import RandomizationList
+from outcomes.selectors import participant_endpoints
 from tests.factories import bulk_allocated
 from tests.trialsite.export_helpers import (
     FORMULA_TERM,
@@ -230,3 +231,16 @@ def test_a_trial_without_participants_exports_headers_only(protocol, tmp_path):
     counts = {f["name"]: f["rows"] for f in manifest["files"]}
     assert counts["participants.csv"] == 0
     assert files["participants.csv"].startswith(b"study_number,site_code")
+
+
+def test_endpoints_are_those_of_the_participant_page(seeded, tmp_path):
+    _manifest, files = write(tmp_path)
+    (row,) = csv_rows(files["endpoints.csv"])
+    shown = participant_endpoints(seeded.participant)
+    assert row["study_number"] == seeded.participant.study_number
+    assert row["worst_who_score"] == str(shown.worst_who_score) == "5"
+    assert row["died_by_day_28"] == {True: "true", False: "false", None: ""}[shown.died_by_day_28]
+    assert row["ventilation_free_days"] == str(shown.ventilation_free_days)
+    assert row["time_to_improvement_days"] == str(shown.improvement.day)
+    assert row["improvement_observed"] == str(shown.improvement.event).lower()
+    assert row["follow_up_ongoing"] == "true"

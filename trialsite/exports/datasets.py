@@ -70,7 +70,7 @@ from outcomes.models import (
     VisitStatus,
     VitalStatus,
 )
-from trialsite.core.clock import site_today
+from outcomes.selectors import endpoints_from
 from trialsite.core.selectors import audited_models
 
 from .deidentify import DateMode, Dates, age_shown
@@ -1196,8 +1196,9 @@ END_OF_STUDY = Dataset(
 
 
 def _endpoints(ctx: ExportContext):
-    """Each randomized participant's endpoints, read as outcomes.selectors reads them for the
-    participant page, but three queries per chunk of participants instead of four each."""
+    """Each randomized participant's endpoints, computed as for the participant page
+    (outcomes.selectors.endpoints_from), read in three queries per chunk of participants
+    instead of four per participant."""
     queryset = Allocation.objects.select_related("participant__site", "arm").order_by(
         "participant__site__code", "participant__sequence"
     )
@@ -1218,6 +1219,7 @@ def _endpoints(ctx: ExportContext):
             records[pid].append(values)
         fatal = dict(
             AdverseEvent.objects.filter(participant_id__in=ids, death_date__isnull=False)
+            .order_by()
             .values("participant_id")
             .annotate(first=Min("death_date"))
             .values_list("participant_id", "first")
@@ -1234,40 +1236,24 @@ def _endpoints(ctx: ExportContext):
 
 
 def _endpoint_row(allocation, records, fatal_event, end):
-    site = allocation.participant.site
-    day_zero = outcome_rules.study_day_zero(allocation.randomized_at, site.zone)
-
-    def study_day(day):
-        return None if day is None else (day - day_zero).days
-
-    observations = [
-        outcome_rules.Observation(study_day(visit_date), who_score, support)
-        for visit_date, who_score, support, _discharged, _died in records
-    ]
-    deaths = [died for *_values, died in records if died is not None]
-    deaths += [fatal_event] if fatal_event is not None else []
-    deaths += [end[1]] if end is not None and end[0] == EndReason.DIED else []
-    discharges = [discharged for *_values, discharged, _died in records if discharged]
-    death_day = study_day(min(deaths, default=None))
-    end_day = study_day(end[1] if end is not None else site_today(site))
-    improvement = outcome_rules.time_to_improvement(
-        observations,
-        discharge_day=study_day(min(discharges, default=None)),
-        death_day=death_day,
-        end_day=end_day,
+    endpoints = endpoints_from(
+        randomized_at=allocation.randomized_at,
+        site=allocation.participant.site,
+        records=records,
+        fatal_event=fatal_event,
+        end=end,
     )
+    improvement = endpoints.improvement
     return SimpleNamespace(
         participant=allocation.participant,
         participant_id=allocation.participant_id,
         arm_code=allocation.arm.code,
-        died_by_day_28=outcome_rules.mortality_28_day(death_day=death_day, end_day=end_day),
+        died_by_day_28=endpoints.died_by_day_28,
         improvement_day=improvement.day if improvement else None,
         improvement_event=improvement.event if improvement else None,
-        ventilation_free_days=outcome_rules.ventilation_free_days(
-            observations, death_day=death_day, end_day=end_day
-        ),
-        worst_who_score=outcome_rules.worst_who_score(observations, death_day=death_day),
-        on_study=end is None,
+        ventilation_free_days=endpoints.ventilation_free_days,
+        worst_who_score=endpoints.worst_who_score,
+        on_study=endpoints.on_study,
     )
 
 
