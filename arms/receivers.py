@@ -3,9 +3,10 @@
 from django.dispatch import receiver
 
 from enrollment.selectors import randomization_gate
-from enrollment.signals import Panel, participant_panels
+from enrollment.signals import Panel, participant_panels, participant_timeline
 
 from .models import Allocation
+from .timeline import allocation_entries
 
 
 @receiver(participant_panels, dispatch_uid="arms.randomization_panel")
@@ -22,3 +23,8 @@ def randomization_panel(sender, *, participant, can_write, **kwargs):
             },
         )
     ]
+
+
+@receiver(participant_timeline, dispatch_uid="arms.timeline")
+def timeline(sender, *, participant, can_write, **kwargs):
+    return allocation_entries(participant, can_write=can_write)

@@ -4,10 +4,11 @@ from django.dispatch import receiver
 
 from arms.models import Allocation
 from arms.signals import participant_allocated, roster_progress
-from enrollment.signals import Panel, participant_panels, withdrawal_recorded
+from enrollment.signals import Panel, participant_panels, participant_timeline, withdrawal_recorded
 
 from .selectors import dosing_summary, roster_dosing_columns
 from .services import participant_dosing_schedule_create, participant_reminders_cancel
+from .timeline import dose_entries
 
 
 @receiver(participant_allocated, dispatch_uid="dosing.schedule_on_allocation")
@@ -38,3 +39,8 @@ def dosing_panel(sender, *, participant, **kwargs):
         return []  # not randomized: nothing is planned yet
     context = {"participant": participant, "summary": summary}
     return [Panel("dosing/_participant_panel.html", context)]
+
+
+@receiver(participant_timeline, dispatch_uid="dosing.timeline")
+def timeline(sender, *, participant, **kwargs):
+    return dose_entries(participant)

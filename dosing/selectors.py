@@ -45,7 +45,7 @@ def dose_for_user(user, pk: int, *roles: str) -> ScheduledDose:
     return get_object_or_404(doses_for_user(user, *roles), pk=pk)
 
 
-def _with_administration(queryset: QuerySet[ScheduledDose]) -> QuerySet[ScheduledDose]:
+def with_administrations(queryset: QuerySet[ScheduledDose]) -> QuerySet[ScheduledDose]:
     return queryset.prefetch_related(
         Prefetch(
             "administrations",
@@ -87,7 +87,7 @@ def worklist(user, *, now: datetime | None = None) -> list[SiteWorklist]:
     for site in sites:
         start, end = site_day_bounds(site, now=now)
         today |= Q(participant__site=site, due_at__gte=start, due_at__lt=end)
-    doses = _with_administration(
+    doses = with_administrations(
         ScheduledDose.objects.select_related("participant__site", "schedule")
         .filter(participant__site__in=sites)
         .filter(today | Q(status=DoseStatus.OVERDUE))
@@ -117,7 +117,7 @@ class TimelineGroup:
 
 def dose_timeline(participant: Participant) -> list[TimelineGroup]:
     """The participant's doses by product, each with 'given of total' (e.g. 2/2 infusions)."""
-    doses = _with_administration(
+    doses = with_administrations(
         ScheduledDose.objects.filter(participant=participant)
         .select_related("schedule")
         .order_by("schedule_id", "sequence")

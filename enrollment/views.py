@@ -29,6 +29,7 @@ from .forms import (
 )
 from .models import ConsentVersion, Decision, Participant, ReconsentStatus
 from .signals import participant_panels
+from .timeline import participant_story
 
 WRITERS = (Role.COORDINATOR, Role.INVESTIGATOR)
 
@@ -85,21 +86,38 @@ def participant_detail(request, study_number: str):
         )
     )
     can_write = participant.site_id in writer_sites
+    # Offered only for a screening that awaits a signature, so that nobody types a password
+    # to be refused.
+    can_sign = participant.site_id in (
+        access.site_ids(Role.INVESTIGATOR) or ()
+    ) and selectors.awaits_signoff(screenings[0] if screenings else None)
+    consents = list(participant.consents.select_related("version", "obtained_by"))
+    open_tasks = list(participant.reconsent_tasks.filter(status=ReconsentStatus.OPEN))
+    refusals = list(participant.refusals.order_by("-refused_on"))
+    withdrawals = list(participant.withdrawals.all())
     with timezone.override(participant.site.zone):
         context = {
             "participant": participant,
             "show_identifiers": selectors.is_own_site_staff(request.user, participant),
             "can_write": can_write,
             "can_screen": not selectors.is_randomized(participant),
-            # Offered only for a screening that awaits a signature, so that nobody types a
-            # password to be refused.
-            "can_sign": participant.site_id in (access.site_ids(Role.INVESTIGATOR) or ())
-            and selectors.awaits_signoff(screenings[0] if screenings else None),
+            "can_sign": can_sign,
             "screenings": selectors.with_results_shown(participant, screenings),
-            "consents": participant.consents.select_related("version", "obtained_by"),
-            "open_tasks": participant.reconsent_tasks.filter(status=ReconsentStatus.OPEN),
-            "refusals": participant.refusals.order_by("-refused_on"),
-            "withdrawals": participant.withdrawals.all(),
+            "consents": consents,
+            "open_tasks": open_tasks,
+            "refusals": refusals,
+            "withdrawals": withdrawals,
+            "story": participant_story(
+                participant,
+                request.user,
+                can_write=can_write,
+                can_sign=can_sign,
+                screenings=screenings,
+                consents=consents,
+                refusals=refusals,
+                withdrawals=withdrawals,
+                open_tasks=open_tasks,
+            ),
             "panels": [
                 panel
                 for _receiver, answer in participant_panels.send(

@@ -5,7 +5,7 @@ from django.dispatch import receiver
 from arms.models import Allocation
 from arms.signals import participant_allocated, roster_progress
 from enrollment.models import OFF_STUDY_SCOPES
-from enrollment.signals import Panel, participant_panels, withdrawal_recorded
+from enrollment.signals import Panel, participant_panels, participant_timeline, withdrawal_recorded
 
 from .models import EndReason
 from .selectors import (
@@ -18,6 +18,7 @@ from .selectors import (
     visit_summary,
 )
 from .services import participant_study_end, participant_visits_create, participant_visits_stop
+from .timeline import adverse_event_entries, visit_entries
 
 # --- Visits ---
 
@@ -97,3 +98,8 @@ def adverse_events_panel(sender, *, participant, can_write, **kwargs):
         "can_write": can_write,
     }
     return [Panel("outcomes/ae_panel.html", context)]
+
+
+@receiver(participant_timeline, dispatch_uid="outcomes.timeline")
+def timeline(sender, *, participant, **kwargs):
+    return [*visit_entries(participant), *adverse_event_entries(participant)]
