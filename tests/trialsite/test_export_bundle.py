@@ -244,3 +244,13 @@ def test_endpoints_are_those_of_the_participant_page(seeded, tmp_path):
     assert row["time_to_improvement_days"] == str(shown.improvement.day)
     assert row["improvement_observed"] == str(shown.improvement.event).lower()
     assert row["follow_up_ongoing"] == "true"
+
+
+def test_the_command_exports_the_sites_named(seeded, site_b, cast, tmp_path):
+    from tests.factories import ParticipantFactory
+
+    other = ParticipantFactory(site=site_b, user=cast["coordinator_b"])
+    call_command("export_csv", "--out", str(tmp_path), "--sites", "WUH", stdout=io.StringIO())
+    participants = csv_rows((tmp_path / "participants.csv").read_bytes())
+    assert [r["study_number"] for r in participants] == [other.study_number]
+    assert json.loads((tmp_path / MANIFEST_FILE).read_text())["filters"]["sites"] == ["WUH"]

@@ -1,6 +1,8 @@
 """The export page: for data managers and the trial administrator; identifiers for the
 administrator only, with a reason, and every export recorded."""
 
+import json
+
 import pytest
 from django.urls import reverse
 
@@ -105,3 +107,19 @@ def test_no_dataset_chosen_is_said_beside_the_field(seeded, cast, client_for):
 def test_the_home_page_links_the_export(seeded, cast, client_for, role):
     response = client_for(cast[role]).get(reverse("role_home", args=[role]))
     assert URL.encode() in response.content
+
+
+def test_ticked_sites_narrow_the_export(seeded, cast, client_for, site_b):
+    from tests.factories import ParticipantFactory
+
+    other = ParticipantFactory(site=site_b, user=cast["coordinator_b"])
+    client = client_for(cast["data_manager"])
+    files = download(client.post(URL, {**DEFAULT, "sites": [site_b.pk]}))
+    numbers = {r["study_number"] for r in csv_rows(files["participants.csv"])}
+    assert numbers == {other.study_number}
+    assert all(r["study_number"] in ("", other.study_number)
+               for r in csv_rows(files["audit_trail.csv"]))  # fmt: skip
+    manifest = json.loads(files["manifest.json"])
+    assert manifest["filters"]["sites"] == ["WUH"]
+    everything = files["participants.csv"] + files["screening_log.csv"]
+    assert seeded.participant.study_number.encode() not in everything

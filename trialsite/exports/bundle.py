@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from trialsite.core.access import access_for
 from trialsite.core.audit import audited_save
 from trialsite.core.clock import utc_iso
-from trialsite.core.models import Protocol, Role
+from trialsite.core.models import Protocol, Role, Site
 from trialsite.models import DataExport, ExportSource
 
 from .datasets import DATASETS, ExportContext, ExportOptions, header, rows
@@ -101,6 +101,11 @@ def bundle_write(*, directory: Path, options: ExportOptions, user=None, source: 
             _write_csv(directory / DICTIONARY_FILE, DICTIONARY_COLUMNS, dictionary, bom=options.bom)
         )
     protocol = Protocol.objects.filter(is_current=True).first()
+    filters = options.filters()
+    if options.site_ids is not None:
+        filters["sites"] = sorted(
+            Site.objects.filter(pk__in=options.site_ids).values_list("code", flat=True)
+        )
     manifest = {
         "trial": protocol.code if protocol else "",
         "protocol_version": protocol.version if protocol else "",
@@ -108,7 +113,7 @@ def bundle_write(*, directory: Path, options: ExportOptions, user=None, source: 
         "exported_by": user.get_username() if user is not None else "",
         "source": source,
         "identified": options.identified,
-        "filters": options.filters(),
+        "filters": filters,
         "files": [
             {"name": f.name, "rows": f.rows, "sha256": f.sha256, "bytes": f.bytes} for f in written
         ],
@@ -127,7 +132,7 @@ def bundle_write(*, directory: Path, options: ExportOptions, user=None, source: 
             datasets=list(options.datasets),
             row_counts={f.name: f.rows for f in written},
             file_hashes={f.name: f.sha256 for f in written},
-            filters=options.filters(),
+            filters=filters,
         ),
         user=user,
     )

@@ -43,6 +43,7 @@ from enrollment.models import (
     ConsentRefusal,
     CriterionKind,
     Decision,
+    EligibilityCriterion,
     EligibilitySignoff,
     Participant,
     Screening,
@@ -263,6 +264,12 @@ def arm_codes():
     return Arm.objects.filter(protocol__is_current=True).values_list("code", "name")
 
 
+def criterion_codes():
+    return EligibilityCriterion.objects.filter(protocol__is_current=True).values_list(
+        "code", "text"
+    )
+
+
 def visit_codes():
     return VisitDefinition.objects.filter(protocol__is_current=True).values_list("code", "name")
 
@@ -417,7 +424,13 @@ ELIGIBILITY_ANSWERS = Dataset(
     columns=(
         Column("screening_id", INTEGER, _("The screening (screening_log)."), dig("screening.pk")),
         *participant_columns("participant"),
-        Column("criterion_code", TEXT, _("The protocol's code of the criterion."), dig("code")),
+        Column(
+            "criterion_code",
+            CODE,
+            _("The protocol's code of the criterion."),
+            dig("code"),
+            choices=criterion_codes,
+        ),
         Column(
             "criterion_kind",
             CODE,

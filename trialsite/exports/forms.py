@@ -3,6 +3,8 @@ from crispy_forms.layout import Submit
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from trialsite.core.models import Site
+
 from .datasets import DATASETS, ExportOptions
 from .deidentify import DateMode
 
@@ -16,6 +18,13 @@ class ExportForm(forms.Form):
         choices=[(name, name) for name in DATASETS],
         initial=list(DATASETS),
         error_messages={"required": _("Choose at least one dataset.")},
+    )
+    sites = forms.ModelMultipleChoiceField(
+        label=_("Sites"),
+        queryset=Site.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("None ticked: every site."),
     )
     labels = forms.BooleanField(
         label=_("Labels instead of codes"),
@@ -46,8 +55,9 @@ class ExportForm(forms.Form):
         help_text=_("Kept with the record of this export."),
     )
 
-    def __init__(self, *args, may_identify: bool = False, **kwargs):
+    def __init__(self, *args, sites, may_identify: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["sites"].queryset = sites
         if not may_identify:
             del self.fields["identified"]
             del self.fields["reason"]
@@ -61,8 +71,11 @@ class ExportForm(forms.Form):
         return cleaned
 
     def options(self, *, site_ids, include_concealed: bool) -> ExportOptions:
+        """`site_ids`: the sites the user may see (None: all); the ticked ones narrow them."""
         data = self.cleaned_data
         chosen = set(data["datasets"])
+        if data["sites"]:
+            site_ids = frozenset(site.pk for site in data["sites"])
         return ExportOptions(
             datasets=tuple(name for name in DATASETS if name in chosen),
             labels=data["labels"],

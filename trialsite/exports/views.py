@@ -2,7 +2,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import FileResponse
 from django.shortcuts import render
 
-from trialsite.core.access import access_for, role_required
+from trialsite.core.access import access_for, role_required, sites_for_user
 from trialsite.core.models import Role
 
 from .bundle import bundle_zip
@@ -19,7 +19,11 @@ def export_bundle(request):
     may_identify = access.has(Role.ADMINISTRATOR)
     if request.method == "POST" and request.POST.get("identified") and not may_identify:
         raise PermissionDenied
-    form = ExportForm(request.POST or None, may_identify=may_identify)
+    form = ExportForm(
+        request.POST or None,
+        sites=sites_for_user(request.user, *EXPORTERS),
+        may_identify=may_identify,
+    )
     if request.method == "POST" and form.is_valid():
         options = form.options(site_ids=access.site_ids(*EXPORTERS), include_concealed=may_identify)
         archive, filename = bundle_zip(options=options, user=request.user)

@@ -5,6 +5,7 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from trialsite.core.models import Site
 from trialsite.exports.bundle import bundle_write
 from trialsite.exports.datasets import DATASETS, ExportOptions
 from trialsite.exports.deidentify import DateMode
@@ -24,6 +25,9 @@ class Command(BaseCommand):
             default=",".join(DATASETS),
             help="Comma-separated dataset names (default: all).",
         )
+        parser.add_argument(
+            "--sites", default="", help="Comma-separated site codes (default: every site)."
+        )
         parser.add_argument("--labels", action="store_true", help="Labels instead of codes.")
         parser.add_argument("--bom", action="store_true", help="UTF-8 byte-order mark (Excel).")
         parser.add_argument(
@@ -35,12 +39,20 @@ class Command(BaseCommand):
         out = Path(options["out"])
         out.mkdir(parents=True, exist_ok=True)
         chosen = [name.strip() for name in options["datasets"].split(",") if name.strip()]
+        codes = [code.strip() for code in options["sites"].split(",") if code.strip()]
+        site_ids = None
+        if codes:
+            sites = dict(Site.objects.filter(code__in=codes).values_list("code", "pk"))
+            if unknown := sorted(set(codes) - set(sites)):
+                raise CommandError(f"Unknown sites: {', '.join(unknown)}")
+            site_ids = frozenset(sites.values())
         export_options = ExportOptions(
             datasets=tuple(chosen),
             labels=options["labels"],
             bom=options["bom"],
             date_mode=options["dates"],
             free_text=options["free_text"],
+            site_ids=site_ids,
         )
         try:
             manifest = bundle_write(
