@@ -23,7 +23,8 @@ from tests.trialsite.export_helpers import (
     seed_trial,
 )
 from trialsite.exports.bundle import DICTIONARY_FILE, MANIFEST_FILE, bundle_write
-from trialsite.exports.datasets import DATASETS, ExportOptions
+from trialsite.exports.columns import ExportOptions
+from trialsite.exports.datasets import DATASETS
 from trialsite.models import DataExport
 
 pytestmark = pytest.mark.django_db

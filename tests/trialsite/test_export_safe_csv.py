@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from trialsite.exports import datasets
-from trialsite.exports.datasets import Column, Dataset, ExportContext, ExportOptions, rows
+from trialsite.exports import columns
+from trialsite.exports.columns import Column, Dataset, ExportContext, ExportOptions, rows
 from trialsite.exports.deidentify import age_shown
 from trialsite.exports.safe_csv import CsvFile, neutralise, numeric_cell, text_cell
 
@@ -47,10 +47,10 @@ def test_a_dataset_neutralises_text_and_keeps_negative_numbers():
         name="probe",
         description="probe",
         columns=(
-            Column("term", datasets.TEXT, "t", datasets.dig("term")),
-            Column("days", datasets.INTEGER, "d", datasets.dig("days")),
-            Column("code", datasets.CODE, "c", datasets.dig("code"), choices=(("@x", "x"),)),
-            Column("flag", datasets.BOOLEAN, "f", datasets.dig("flag")),
+            Column("term", columns.TEXT, "t", columns.dig("term")),
+            Column("days", columns.INTEGER, "d", columns.dig("days")),
+            Column("code", columns.CODE, "c", columns.dig("code"), choices=(("@x", "x"),)),
+            Column("flag", columns.BOOLEAN, "f", columns.dig("flag")),
         ),
         records=lambda ctx: [record],
         participant_id=lambda r: None,

@@ -26,7 +26,8 @@ from trialsite.core.clock import utc_iso
 from trialsite.core.models import Protocol, Role, Site
 from trialsite.models import DataExport, ExportSource
 
-from .datasets import DATASETS, ExportContext, ExportOptions, header, rows
+from .columns import ExportContext, ExportOptions, header, rows
+from .datasets import DATASETS
 from .dictionary import DICTIONARY_COLUMNS, dictionary_rows
 from .safe_csv import CsvFile, text_cell
 

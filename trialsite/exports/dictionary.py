@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .datasets import DATE, DATETIME, INTEGER, Dataset, ExportOptions
+from .columns import DATE, DATETIME, INTEGER, Dataset, ExportOptions
 
 DICTIONARY_COLUMNS = ["dataset", "column", "type", "unit", "allowed_values", "description"]
 STUDY_DAY_UNIT = "days from day 0 (the site's date of randomization, else of registration)"

@@ -5,7 +5,8 @@ from django.utils.translation import gettext_lazy as _
 
 from trialsite.core.models import Site
 
-from .datasets import DATASETS, ExportOptions
+from .columns import ExportOptions
+from .datasets import DATASETS
 from .deidentify import DateMode
 
 

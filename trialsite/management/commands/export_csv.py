@@ -7,7 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from trialsite.core.models import Site
 from trialsite.exports.bundle import bundle_write
-from trialsite.exports.datasets import DATASETS, ExportOptions
+from trialsite.exports.columns import ExportOptions
+from trialsite.exports.datasets import DATASETS
 from trialsite.exports.deidentify import DateMode
 from trialsite.models import ExportSource
 
