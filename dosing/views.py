@@ -18,9 +18,10 @@ from trialsite.core.forms import add_service_errors
 
 from . import selectors, services
 from .forms import CorrectionForm, DoseRecordForm, VoidForm
-from .models import DoseStatus
+from .models import DoseStatus, Reminder
 from .rules import plain_amount, plausible_amount_range
 from .selectors import WRITERS
+from .signals import reminder_sections
 
 
 def _next_or_timeline(request, dose):
@@ -223,6 +224,13 @@ def reminder_list(request):
         "site_code": site_code,
         "study_number": study_number,
         "writer_sites": access_for(request.user).site_ids(*WRITERS) or frozenset(),
+        "sections": [
+            panel
+            for _receiver, answer in reminder_sections.send(
+                sender=Reminder, user=request.user, site_code=site_code, study_number=study_number
+            )
+            for panel in answer or []
+        ],
     }
     return render(request, "dosing/reminders.html", context)
 

@@ -1,13 +1,16 @@
 """Outcomes' answers to what the apps below it announce (connected in OutcomesConfig.ready)."""
 
 from django.dispatch import receiver
+from django.utils import timezone
 
 from arms.models import Allocation
 from arms.signals import participant_allocated, roster_progress
+from dosing.signals import reminder_sections
 from enrollment.models import OFF_STUDY_SCOPES
 from enrollment.signals import Panel, participant_panels, participant_timeline, withdrawal_recorded
 
 from .models import EndReason
+from .rules import time_left_text
 from .selectors import (
     end_of_study,
     participant_adverse_events,
@@ -15,6 +18,7 @@ from .selectors import (
     reactions_to_report,
     roster_open_adverse_events,
     roster_who_scores,
+    sae_alerts_for_user,
     visit_summary,
 )
 from .services import participant_study_end, participant_visits_create, participant_visits_stop
@@ -103,3 +107,15 @@ def adverse_events_panel(sender, *, participant, can_write, **kwargs):
 @receiver(participant_timeline, dispatch_uid="outcomes.timeline")
 def timeline(sender, *, participant, **kwargs):
     return [*visit_entries(participant), *adverse_event_entries(participant)]
+
+
+@receiver(reminder_sections, dispatch_uid="outcomes.sae_alerts")
+def sae_alerts_section(sender, *, user, site_code, study_number, **kwargs):
+    now = timezone.now()
+    alerts = sae_alerts_for_user(user, site_code=site_code, study_number=study_number)
+    for alert in alerts:
+        event = alert.adverse_event
+        if event.report_open:
+            event.time_left = time_left_text(event.report_due_at, now)
+            event.report_late = event.report_due_at < now
+    return [Panel("outcomes/_sae_alerts.html", {"alerts": alerts})]

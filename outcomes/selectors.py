@@ -301,3 +301,18 @@ def endpoints_from(
         worst_who_score=rules.worst_who_score(observations, death_day=death_day),
         on_study=end is None,
     )
+
+
+def sae_alerts_for_user(user, *, site_code: str = "", study_number: str = "") -> list[SaeAlert]:
+    """The serious-adverse-event alerts of the user's sites, the newest first (the latest
+    hundred), for the reminders page: what went to the investigators and when. One query."""
+    alerts = scope_to_sites(
+        SaeAlert.objects.select_related("adverse_event__participant__site"),
+        user,
+        site_field="adverse_event__participant__site",
+    )
+    if site_code:
+        alerts = alerts.filter(adverse_event__participant__site__code=site_code)
+    if study_number:
+        alerts = alerts.filter(adverse_event__participant__study_number=study_number)
+    return list(alerts.order_by("-due_at", "-pk")[:100])

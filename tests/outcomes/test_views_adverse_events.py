@@ -2,9 +2,12 @@
 monitor reads only, bad input beside its field with nothing saved."""
 
 import datetime
+import re
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from dosing.models import ScheduledDose
@@ -256,3 +259,47 @@ def test_an_event_is_changed_with_its_reason_and_closes(serious, coordinator_a, 
     assert SaeAlert.objects.filter(adverse_event=serious).count() == 2  # no new clock
     page = client.get(reverse("outcomes:ae_report", args=[serious.pk]))
     assert page.status_code == 200 and "24 h 00 min left" in page.content.decode()
+
+
+def test_the_reminders_page_shows_each_sae_alert_to_the_site_only(serious, cast, client_for):
+    url = reverse("dosing:reminder_list")
+    page = client_for(cast["investigator_a"]).get(url).content.decode()
+    rows = re.findall(r'data-testid="sae-alert-row" data-kind="(\w+)" data-status="(\w+)"', page)
+    # Recorded serious on the 12th at 15:00: the alert at once, the follow-up 24 hours later.
+    assert sorted(rows) == [("follow_up", "pending"), ("immediate", "pending")]
+    assert "Pneumonia" in page
+    assert "24 h 00 min left" in page
+    filtered = client_for(cast["investigator_a"]).get(
+        url, {"participant": serious.participant.study_number}
+    )
+    assert filtered.content.decode().count('data-testid="sae-alert-row"') == 2
+    other_site = client_for(cast["coordinator_b"]).get(url).content.decode()
+    assert 'data-testid="sae-alert-row"' not in other_site
+    assert "Pneumonia" not in other_site
+
+
+def test_the_reminders_page_reads_the_sae_alerts_in_one_query(
+    msc, serious, coordinator_a, cast, client_for
+):
+    client = client_for(cast["investigator_a"])
+    url = reverse("dosing:reminder_list")
+    client.get(url)
+    with CaptureQueriesContext(connection) as one:
+        client.get(url)
+    adverse_event_record(
+        participant=msc.participant,
+        user=coordinator_a,
+        term="Sepsis",
+        onset_date=datetime.date(2026, 3, 12),
+        end_date=None,
+        grade=4,
+        death_date=None,
+        serious=True,
+        criteria={"life_threatening"},
+        action_taken="none",
+        outcome="not_recovered",
+    )
+    with CaptureQueriesContext(connection) as two:
+        page = client.get(url).content.decode()
+    assert page.count('data-testid="sae-alert-row"') == 4
+    assert len(two) == len(one)
