@@ -255,3 +255,30 @@ def test_the_command_exports_the_sites_named(seeded, site_b, cast, tmp_path):
     participants = csv_rows((tmp_path / "participants.csv").read_bytes())
     assert [r["study_number"] for r in participants] == [other.study_number]
     assert json.loads((tmp_path / MANIFEST_FILE).read_text())["filters"]["sites"] == ["WUH"]
+
+
+def test_the_dictionary_gives_units_and_each_codes_label(seeded, tmp_path):
+    _manifest, files = write(tmp_path)
+    dictionary = {(r["dataset"], r["column"]): r for r in csv_rows(files[DICTIONARY_FILE])}
+    support = dictionary["visits", "respiratory_support"]
+    assert support["type"] == "code"
+    assert "invasive=Invasive mechanical ventilation" in support["allowed_values"]
+    assert dictionary["visits", "spo2"]["unit"] == "%"
+    assert dictionary["visits", "spo2_status"]["allowed_values"] == "done=Done | not_done=Not done"
+    assert dictionary["allocations", "arm_code"]["allowed_values"].startswith("STD=")
+    assert dictionary["participants", "registered_at"]["type"].startswith("datetime")
+    assert ("participants", "name") not in dictionary
+
+
+def test_the_randomization_lists_audit_trail_is_the_administrators_only(seeded, tmp_path):
+    manifest, files = write(tmp_path)
+    models = {r["model"] for r in csv_rows(files["audit_trail.csv"])}
+    assert "arms.allocation" in models and "arms.randomizationlist" not in models
+    (tmp_path / "admin").mkdir()
+    bundle_write(
+        directory=tmp_path / "admin",
+        options=ExportOptions(datasets=("audit_trail",), include_concealed=True),
+        source="command",
+    )
+    rows = csv_rows((tmp_path / "admin" / "audit_trail.csv").read_bytes())
+    assert "arms.randomizationlist" in {r["model"] for r in rows}
