@@ -123,3 +123,12 @@ def test_ticked_sites_narrow_the_export(seeded, cast, client_for, site_b):
     assert manifest["filters"]["sites"] == ["WUH"]
     everything = files["participants.csv"] + files["screening_log.csv"]
     assert seeded.participant.study_number.encode() not in everything
+
+
+def test_the_page_lists_the_recent_exports(seeded, cast, client_for):
+    client = client_for(cast["administrator"])
+    download(client.post(URL, {**DEFAULT, "identified": "on", "reason": "SAE follow-up"}))
+    page = client.get(URL)
+    (export,) = page.context["recent_exports"]
+    assert export.exported_by == cast["administrator"]
+    assert b"SAE follow-up" in page.content and export.exported_at_utc.encode() in page.content

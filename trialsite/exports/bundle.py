@@ -159,3 +159,14 @@ def bundle_zip(*, options: ExportOptions, user) -> tuple[IO[bytes], str]:
         raise
     archive.seek(0)
     return archive, f"{folder}.zip"
+
+
+RECENT_EXPORTS = 10
+
+
+def recent_exports(limit: int = RECENT_EXPORTS) -> list[DataExport]:
+    """The latest exports, newest first, each with `.exported_at_utc` as the page shows it."""
+    exports = list(DataExport.objects.select_related("exported_by")[:limit])
+    for export in exports:
+        export.exported_at_utc = utc_iso(export.exported_at)
+    return exports

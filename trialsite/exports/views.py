@@ -5,7 +5,7 @@ from django.shortcuts import render
 from trialsite.core.access import access_for, role_required, sites_for_user
 from trialsite.core.models import Role
 
-from .bundle import bundle_zip
+from .bundle import bundle_zip, recent_exports
 from .datasets import DATASETS
 from .forms import ExportForm
 
@@ -30,5 +30,9 @@ def export_bundle(request):
         return FileResponse(
             archive, as_attachment=True, filename=filename, content_type="application/zip"
         )
-    context = {"form": form, "datasets": [DATASETS[name] for name in DATASETS]}
+    context = {
+        "form": form,
+        "datasets": list(DATASETS.values()),
+        "recent_exports": recent_exports(),
+    }
     return render(request, "trialsite/export_form.html", context)
