@@ -10,9 +10,10 @@ import time_machine
 from django.utils import timezone
 
 from enrollment.models import Consent, Participant, Signer, Withdrawal
-from enrollment.services import participant_register
+from enrollment.services import participant_register, participant_screen
 from outcomes.models import AdverseEvent, ScheduledVisit
 from outcomes.services import visit_record
+from tests.enrollment.conftest import eligible_answers
 from tests.factories import current_consent_version
 from tests.outcomes.visit_helpers import randomized, site_time
 from trialsite.core.audit import audited_save
@@ -68,6 +69,8 @@ def seed_trial(*, site, cast) -> Seeded:
             ),
             user=coordinator,
         )
+        # Screened through the service: the answers hold the date of birth, and I1 fails on age.
+        participant_screen(participant=oldest, user=coordinator, answers=eligible_answers(site))
         audited_save(
             Withdrawal(
                 participant=oldest,

@@ -282,3 +282,20 @@ def test_the_randomization_lists_audit_trail_is_the_administrators_only(seeded, 
     )
     rows = csv_rows((tmp_path / "admin" / "audit_trail.csv").read_bytes())
     assert "arms.randomizationlist" in {r["model"] for r in rows}
+
+
+def test_eligibility_answers_a_row_per_criterion_with_yes_no_answers(seeded, tmp_path):
+    _manifest, files = write(tmp_path)
+    screening = seeded.oldest.screenings.get()
+    rows = [
+        r for r in csv_rows(files["eligibility_answers.csv"])
+        if r["screening_id"] == str(screening.pk)
+    ]  # fmt: skip
+    by_code = {r["criterion_code"]: r for r in rows}
+    assert len(rows) == len(screening.results) == len(by_code)
+    assert by_code["I1"]["outcome"] == "failed" and by_code["I1"]["answer"] == ""
+    assert by_code["E1"]["answer"] == "false" and by_code["E1"]["outcome"] == "met"
+    log = {r["screening_id"]: r for r in csv_rows(files["screening_log.csv"])}
+    assert log[str(screening.pk)]["decision"] == "ineligible"
+    assert log[str(screening.pk)]["failed_criteria"] == "I1"
+    assert log[str(screening.pk)]["nyha_class"] == str(screening.answers["nyha_class"])

@@ -184,6 +184,21 @@ SCREENING_LOG = Dataset(
             unit="mL/min/1.73 m2",
         ),
         Column(
+            "nyha_class",
+            INTEGER,
+            _("NYHA class of heart failure (0: none)."),
+            _answer("nyha_class"),
+        ),
+        Column(
+            "ckd_stage", INTEGER, _("Chronic kidney disease stage (0: none)."), _answer("ckd_stage")
+        ),
+        Column(
+            "child_pugh",
+            INTEGER,
+            _("Child-Pugh score (0: no chronic liver disease)."),
+            _answer("child_pugh"),
+        ),
+        Column(
             "screened_by",
             TEXT,
             _("Username of the staff member who screened."),
