@@ -6,6 +6,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from enrollment.signals import TimelineEntry
+from trialsite.core.clock import site_today
 
 from .models import AdverseEvent, EndOfStudy, ScheduledVisit, VisitStatus
 from .rules import time_left_text
@@ -18,6 +19,7 @@ def visit_entries(participant) -> list[TimelineEntry]:
         .select_related("definition", "record")
         .order_by("study_day")
     )
+    today = site_today(participant.site)
     entries = []
     next_visit = None
     for visit in visits:
@@ -57,22 +59,23 @@ def visit_entries(participant) -> list[TimelineEntry]:
                     tone="danger",
                 )
             )
-        elif visit.status == VisitStatus.DUE and next_visit is None:
-            next_visit = visit
+        elif visit.status == VisitStatus.DUE and (visit.window_end < today or next_visit is None):
+            # A closed window not yet marked missed (the sweep runs each minute) is overdue:
+            # it may still be recorded, out of window.
+            overdue = visit.window_end < today
+            next_visit = next_visit if overdue else visit
             entries.append(
                 TimelineEntry(
                     at=visit.due_on,
                     kind="visit_due",
                     title=name,
                     detail=_("window %(start)s to %(end)s")
-                    % {
-                        "start": visit.window_start.isoformat(),
-                        "end": visit.window_end.isoformat(),
-                    },
+                    % {"start": visit.window_start, "end": visit.window_end},
                     url=url,
                     record=visit,
-                    tone="info",
+                    tone="danger" if overdue else "info",
                     due=True,
+                    overdue=overdue,
                 )
             )
     return entries

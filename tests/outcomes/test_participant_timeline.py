@@ -135,10 +135,13 @@ def test_the_story_in_date_order_with_what_is_due_next(msc, coordinator_a, clien
         "dose",  # given on the 11th at 09:10
         "adverse_event",  # onset on the 11th, recorded on the 12th: the end of the 11th
     ]
-    # The SAE report is due 24 hours after the clock started (08:00 on the 12th); the day-1
-    # visit is due on the 11th and not yet missed; the second infusion on day 4.
-    assert kinds(page, "due-entry") == ["visit_due", "sae_report_due", "dose_due"]
-    assert "Visit D1, Day 1" in page
+    # Day 1's window closed on the 11th with no record: overdue. The SAE report is due 24
+    # hours after the clock started (08:00 on the 12th); the second infusion and the day-4
+    # visit on the 14th, the infusion at its hour, the visit at the end of its day.
+    assert kinds(page, "due-entry") == ["visit_due", "sae_report_due", "dose_due", "visit_due"]
+    due = page[page.index('data-testid="due-next"') : page.index('data-testid="timeline"')]
+    assert re.search(r"list-group-item-danger[^>]*data-kind=\"visit_due\"", due)
+    assert "Visit D1, Day 1" in due and "Visit D4, Day 4" in due
     assert "17 h 00 min left" in page
 
 
