@@ -299,3 +299,15 @@ def test_eligibility_answers_a_row_per_criterion_with_yes_no_answers(seeded, tmp
     assert log[str(screening.pk)]["decision"] == "ineligible"
     assert log[str(screening.pk)]["failed_criteria"] == "I1"
     assert log[str(screening.pk)]["nyha_class"] == str(screening.answers["nyha_class"])
+
+
+def test_audit_rows_name_the_participant_even_through_a_visit(seeded, tmp_path):
+    _manifest, files = write(tmp_path, date_mode="study_days")
+    rows = csv_rows(files["audit_trail.csv"])
+    visit_records = [r for r in rows if r["model"] == "outcomes.visitrecord"]
+    assert len(visit_records) == 2
+    assert {r["study_number"] for r in visit_records} == {seeded.participant.study_number}
+    assert all(r["changed_at"].isdigit() for r in visit_records)  # study days
+    sites = [r for r in rows if r["model"] == "trialsite.site"]
+    assert sites and all(r["study_number"] == "" and r["changed_at"] == "" for r in sites)
+    assert b"2026-" not in files["audit_trail.csv"]

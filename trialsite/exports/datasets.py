@@ -15,8 +15,9 @@ columns only when free text is asked for. How a column is read and written is in
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -77,7 +78,6 @@ from .columns import (
     DATETIME,
     DECIMAL,
     INTEGER,
-    PARTICIPANT_IDENTIFIERS,
     TEXT,
     Column,
     Dataset,
@@ -91,7 +91,7 @@ from .columns import (
     username,
     zone_of,
 )
-from .deidentify import age_shown
+from .deidentify import DateMode, age_shown
 
 # Whether a measurement was made: the empty cell is "not answered yet".
 MEASUREMENT_STATUS = (("done", _("Done")), ("not_done", _("Not done")))
@@ -1148,41 +1148,67 @@ ENDPOINTS = Dataset(
 )
 
 
+def _participant_of_records(model) -> Callable[[int, Any], int | None] | None:
+    """How a history row of `model` names its participant: None for a record of no
+    participant (a site, an account); else a function of (record id, the row's first step
+    on `participant_path`). A path of more than one step is resolved through the records as
+    they stand, in one query (a deleted record's participant is then unknown)."""
+    path = getattr(model, "participant_path", None)
+    if path is None:
+        return None
+    if path == "":
+        return lambda record_id, _first: record_id
+    if path == "participant":
+        return lambda _record_id, first: first
+    through = dict(model.objects.values_list("pk", path).iterator(chunk_size=CHUNK))
+    return lambda record_id, _first: through.get(record_id)
+
+
 def _audit_rows(ctx: ExportContext):
-    """Every history row of every audited model, model by model; study numbers instead of
-    participant ids. Identifier values are never read: only who, when, what and why."""
+    """Every history row of every audited model, model by model (a query each), with the
+    participant's study number where the record belongs to one. Only who, when, what and
+    why are read: never a field's value, so never an identifier."""
     participants = Participant.objects.values_list("pk", "study_number", "site__time_zone")
     participants = ctx.scoped(participants, "site")
     known = {pk: (number, zone) for pk, number, zone in participants.iterator(chunk_size=CHUNK)}
+    as_recorded = ctx.options.date_mode == DateMode.AS_RECORDED
     for model in sorted(audited_models(), key=lambda m: m._meta.label_lower):
         if getattr(model, "audit_concealed", False) and not ctx.options.include_concealed:
             continue
-        is_participant = model is Participant
-        history = model.history.select_related("history_user").order_by(
-            "history_date", "history_id"
+        participant_of = _participant_of_records(model)
+        path = getattr(model, "participant_path", None)
+        first_step = path.split("__")[0] if path else "id"
+        history = model.history.order_by("history_date", "history_id").values_list(
+            "id",
+            "history_id",
+            "history_type",
+            "history_date",
+            "history_change_reason",
+            "history_user__username",
+            first_step,
         )
-        if is_participant:
-            history = history.defer(*PARTICIPANT_IDENTIFIERS)
-        field_names = {f.attname for f in model._meta.concrete_fields}
-        for record in history.iterator(chunk_size=CHUNK):
-            pid = record.id if is_participant else None
-            if "participant_id" in field_names:
-                pid = record.participant_id
+        for record_id, history_id, kind, changed_at, reason, changed_by, first in history.iterator(
+            chunk_size=CHUNK
+        ):
+            pid = participant_of(record_id, first) if participant_of else None
             if ctx.options.site_ids is not None and pid not in known:
                 continue
             number, zone = known.get(pid, (None, None))
-            user = record.history_user
+            if participant_of is not None and number is None and not as_recorded:
+                # A participant's record whose participant is not known here: its time
+                # cannot be shifted or counted in study days, so it is left out.
+                changed_at = None
             yield SimpleNamespace(
                 model=model._meta.label_lower,
-                record_id=record.id,
-                history_id=record.history_id,
-                action=HISTORY_TYPES.get(record.history_type, record.history_type),
-                changed_at=record.history_date,
-                changed_by=user.get_username() if user is not None else None,
+                record_id=record_id,
+                history_id=history_id,
+                action=HISTORY_TYPES.get(kind, kind),
+                changed_at=changed_at,
+                changed_by=changed_by,
                 participant_id=pid if number is not None else None,
                 study_number=number,
                 zone=ZoneInfo(zone) if zone else None,
-                reason=record.history_change_reason,
+                reason=reason,
             )
 
 
