@@ -89,7 +89,7 @@ def bundle_write(*, directory: Path, options: ExportOptions, user=None, source: 
         for dataset in chosen:
             written.append(
                 _write_csv(
-                    directory / f"{dataset.name}.csv",
+                    directory / dataset.file_name,
                     header(dataset, options),
                     rows(dataset, context),
                     bom=options.bom,

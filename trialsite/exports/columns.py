@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import QuerySet
-from django.utils.translation import gettext_lazy as _
 
 from enrollment.models import Participant
 
@@ -33,7 +32,7 @@ DATETIME = "datetime"
 BOOLEAN = "boolean"
 NUMERIC_KINDS = (INTEGER, DECIMAL)
 
-BOOLEAN_CHOICES = (("true", _("Yes")), ("false", _("No")))
+BOOLEAN_CHOICES = (("true", "Yes"), ("false", "No"))
 # Identifiers stored on the participant: never read by a de-identified export.
 PARTICIPANT_IDENTIFIERS = ("name", "mrn", "mrn_hash", "contact")
 CHUNK = 1000
@@ -94,6 +93,10 @@ class Dataset:
     records: Callable[[ExportContext], Iterable[Any]]
     participant_id: Callable[[Any], int | None]
     zone: Callable[[Any], ZoneInfo | None] = lambda record: None
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name}.csv"
 
     def columns_for(self, options: ExportOptions) -> list[Column]:
         return [
@@ -205,14 +208,14 @@ def participant_columns(path: str) -> tuple[Column, ...]:
         Column(
             "study_number",
             TEXT,
-            _("The participant's study number (site code and number at the site)."),
+            "The participant's study number (site code and number at the site).",
             dig(f"{prefix}study_number"),
         ),
-        Column("site_code", TEXT, _("The participant's site."), dig(f"{prefix}site.code")),
+        Column("site_code", TEXT, "The participant's site.", dig(f"{prefix}site.code")),
         Column(
             "site_time_zone",
             TEXT,
-            _("The site's time zone (IANA name): times are in UTC, dates are the site's."),
+            "The site's time zone (IANA name): times are in UTC, dates are the site's.",
             dig(f"{prefix}site.time_zone"),
         ),
     )
@@ -225,11 +228,11 @@ def zone_of(path: str) -> Callable[[Any], ZoneInfo | None]:
 
 def recorded_columns(at: str = "recorded_at", by: str = "recorded_by") -> tuple[Column, ...]:
     return (
-        Column("recorded_at", DATETIME, _("When it was entered (UTC)."), dig(at)),
+        Column("recorded_at", DATETIME, "When it was entered (UTC).", dig(at)),
         Column(
             "recorded_by",
             TEXT,
-            _("Username of the staff member who entered it."),
+            "Username of the staff member who entered it.",
             username(by),
         ),
     )

@@ -10,6 +10,10 @@ measurement not done says "not_done" in its `_status` column. Columns marked `id
 (name, MRN, contact, date of birth) are written only in an identified export; `free_text`
 columns only when free text is asked for. How a column is read and written is in
 `columns.py`.
+
+The export reads the same whatever the page's language (README: languages), so column
+descriptions and the labels only the CSV carries are English literals; a dataset's
+description is also shown on the export page, so it is translated.
 """
 
 from __future__ import annotations
@@ -94,15 +98,15 @@ from .columns import (
 from .deidentify import DateMode, age_shown
 
 # Whether a measurement was made: the empty cell is "not answered yet".
-MEASUREMENT_STATUS = (("done", _("Done")), ("not_done", _("Not done")))
+MEASUREMENT_STATUS = (("done", "Done"), ("not_done", "Not done"))
 CRITERION_OUTCOMES = (
-    ("met", _("Met: the criterion does not stand in the way")),
-    ("failed", _("Failed: the inclusion does not hold or the exclusion is present")),
-    ("unanswered", _("Unanswered")),
-    ("not_asked", _("Not asked of this participant")),
-    ("pending", _("Pending: decided by another record (consent)")),
+    ("met", "Met: the criterion does not stand in the way"),
+    ("failed", "Failed: the inclusion does not hold or the exclusion is present"),
+    ("unanswered", "Unanswered"),
+    ("not_asked", "Not asked of this participant"),
+    ("pending", "Pending: decided by another record (consent)"),
 )
-AUDIT_ACTIONS = (("created", _("Created")), ("changed", _("Changed")), ("deleted", _("Deleted")))
+AUDIT_ACTIONS = (("created", "Created"), ("changed", "Changed"), ("deleted", "Deleted"))
 HISTORY_TYPES = {"+": "created", "~": "changed", "-": "deleted"}
 
 
@@ -139,69 +143,69 @@ SCREENING_LOG = Dataset(
     name="screening_log",
     description=_("Every screening against the protocol's criteria; a re-screening is a row."),
     columns=(
-        Column("screening_id", INTEGER, _("The screening's number."), dig("pk")),
+        Column("screening_id", INTEGER, "The screening's number.", dig("pk")),
         *participant_columns("participant"),
         Column(
             "protocol_version",
             TEXT,
-            _("Protocol version screened against."),
+            "Protocol version screened against.",
             dig("protocol.version"),
         ),
-        Column("screening_date", DATE, _("Date of screening (site date)."), dig("screening_date")),
+        Column("screening_date", DATE, "Date of screening (site date).", dig("screening_date")),
         Column(
             "decision",
             CODE,
-            _("Eligibility decided from the answers."),
+            "Eligibility decided from the answers.",
             dig("decision"),
             choices=Decision.choices,
         ),
         Column(
             "failed_criteria",
             TEXT,
-            _("Codes of the failed criteria, separated by semicolons."),
+            "Codes of the failed criteria, separated by semicolons.",
             lambda s: ";".join(sorted(s.failures or {})) or None,
         ),
         Column(
             "severity",
             CODE,
-            _("COVID-19 severity recorded at screening."),
+            "COVID-19 severity recorded at screening.",
             _answer("severity"),
             choices=Severity.choices,
         ),
         Column(
             "diagnosis_date",
             DATE,
-            _("Date of diagnosis of severe or critical COVID-19."),
+            "Date of diagnosis of severe or critical COVID-19.",
             _answer("diagnosis_date", as_date),
         ),
-        Column("height_cm", DECIMAL, _("Height."), _answer("height_cm", as_decimal), unit="cm"),
-        Column("weight_kg", DECIMAL, _("Weight."), _answer("weight_kg", as_decimal), unit="kg"),
+        Column("height_cm", DECIMAL, "Height.", _answer("height_cm", as_decimal), unit="cm"),
+        Column("weight_kg", DECIMAL, "Weight.", _answer("weight_kg", as_decimal), unit="kg"),
         Column(
             "egfr",
             DECIMAL,
-            _("Baseline eGFR."),
+            "Baseline eGFR.",
             _answer("egfr", as_decimal),
             unit="mL/min/1.73 m2",
         ),
         Column(
             "nyha_class",
             INTEGER,
-            _("NYHA class of heart failure (0: none)."),
+            "NYHA class of heart failure (0: none).",
             _answer("nyha_class"),
         ),
         Column(
-            "ckd_stage", INTEGER, _("Chronic kidney disease stage (0: none)."), _answer("ckd_stage")
+            "ckd_stage", INTEGER, "Chronic kidney disease stage (0: none).", _answer("ckd_stage")
         ),
         Column(
             "child_pugh",
             INTEGER,
-            _("Child-Pugh score (0: no chronic liver disease)."),
+            "Child-Pugh score (0: no chronic liver disease).",
             _answer("child_pugh"),
         ),
         Column(
             "screened_by",
             TEXT,
-            _("Username of the staff member who screened."),
+            "Username of the staff member who screened.",
             username("screened_by"),
         ),
         *recorded_columns(by="screened_by")[:1],
@@ -238,39 +242,39 @@ ELIGIBILITY_ANSWERS = Dataset(
         "criteria, the answer given."
     ),
     columns=(
-        Column("screening_id", INTEGER, _("The screening (screening_log)."), dig("screening.pk")),
+        Column("screening_id", INTEGER, "The screening (screening_log).", dig("screening.pk")),
         *participant_columns("participant"),
         Column(
             "criterion_code",
             CODE,
-            _("The protocol's code of the criterion."),
+            "The protocol's code of the criterion.",
             dig("code"),
             choices=criterion_codes,
         ),
         Column(
             "criterion_kind",
             CODE,
-            _("Inclusion or exclusion."),
+            "Inclusion or exclusion.",
             dig("kind"),
             choices=CriterionKind.choices,
         ),
         Column(
             "outcome",
             CODE,
-            _("How the criterion was decided."),
+            "How the criterion was decided.",
             dig("outcome"),
             choices=CRITERION_OUTCOMES,
         ),
         Column(
             "answer",
             BOOLEAN,
-            _("The yes/no answer; empty when not answered or not a yes/no criterion."),
+            "The yes/no answer; empty when not answered or not a yes/no criterion.",
             dig("answer"),
         ),
         Column(
             "reason",
             TEXT,
-            _("The reason shown to the coordinator (may quote typed text)."),
+            "The reason shown to the coordinator (may quote typed text).",
             dig("reason"),
             free_text=True,
         ),
@@ -297,39 +301,39 @@ PARTICIPANTS = Dataset(
     description=_("Every registered participant."),
     columns=(
         *participant_columns(""),
-        Column("sex", CODE, _("Sex."), dig("sex"), choices=Sex.choices),
+        Column("sex", CODE, "Sex.", dig("sex"), choices=Sex.choices),
         Column(
             "age_years",
             INTEGER,
-            _("Age in whole years at registration; every age over 89 is written 90+."),
+            "Age in whole years at registration; every age over 89 is written 90+.",
             _age,
             unit="years",
         ),
         Column(
             "registered_at",
             DATETIME,
-            _("When the participant was registered (UTC)."),
+            "When the participant was registered (UTC).",
             dig("registered_at"),
         ),
-        Column("name", TEXT, _("Name (identified export only)."), dig("name"), identifier=True),
+        Column("name", TEXT, "Name (identified export only).", dig("name"), identifier=True),
         Column(
             "mrn",
             TEXT,
-            _("Hospital record number (identified export only)."),
+            "Hospital record number (identified export only).",
             dig("mrn"),
             identifier=True,
         ),
         Column(
             "contact",
             TEXT,
-            _("Contact (identified export only)."),
+            "Contact (identified export only).",
             dig("contact"),
             identifier=True,
         ),
         Column(
             "date_of_birth",
             DATE,
-            _("Date of birth (identified export only)."),
+            "Date of birth (identified export only).",
             dig("date_of_birth"),
             identifier=True,
         ),
@@ -354,51 +358,45 @@ CONSENTS = Dataset(
     name="consents",
     description=_("Every consent recorded, by the participant or a representative."),
     columns=(
-        Column("consent_id", INTEGER, _("The consent's number."), dig("pk")),
+        Column("consent_id", INTEGER, "The consent's number.", dig("pk")),
         *participant_columns("participant"),
-        Column(
-            "consent_version", TEXT, _("Version of the consent document."), dig("version.version")
-        ),
+        Column("consent_version", TEXT, "Version of the consent document.", dig("version.version")),
         Column(
             "consent_language",
             CODE,
-            _("Language of the consent document."),
+            "Language of the consent document.",
             dig("version.language"),
             choices=settings.LANGUAGES,
         ),
-        Column("consented_at", DATETIME, _("When consent was given (UTC)."), dig("consented_at")),
-        Column("signer", CODE, _("Who signed."), dig("signer"), choices=Signer.choices),
+        Column("consented_at", DATETIME, "When consent was given (UTC).", dig("consented_at")),
+        Column("signer", CODE, "Who signed.", dig("signer"), choices=Signer.choices),
         Column(
             "lar_relationship",
             TEXT,
-            _("The representative's relationship to the participant."),
+            "The representative's relationship to the participant.",
             dig("lar_relationship"),
             free_text=True,
         ),
-        Column(
-            "witness_needed", BOOLEAN, _("An impartial witness attended."), dig("witness_needed")
-        ),
-        Column("copy_given", BOOLEAN, _("A copy was given to the signer."), dig("copy_given")),
+        Column("witness_needed", BOOLEAN, "An impartial witness attended.", dig("witness_needed")),
+        Column("copy_given", BOOLEAN, "A copy was given to the signer.", dig("copy_given")),
         Column(
             "obtained_by",
             TEXT,
-            _("Username of the staff member who took consent."),
+            "Username of the staff member who took consent.",
             username("obtained_by"),
         ),
-        Column(
-            "recorded_at", DATETIME, _("When the consent was entered (UTC)."), dig("recorded_at")
-        ),
+        Column("recorded_at", DATETIME, "When the consent was entered (UTC).", dig("recorded_at")),
         Column(
             "lar_name",
             TEXT,
-            _("The representative's name (identified export only)."),
+            "The representative's name (identified export only).",
             dig("lar_name"),
             identifier=True,
         ),
         Column(
             "witness_name",
             TEXT,
-            _("The witness's name (identified export only)."),
+            "The witness's name (identified export only).",
             dig("witness_name"),
             identifier=True,
         ),
@@ -421,14 +419,14 @@ CONSENT_REFUSALS = Dataset(
     name="consent_refusals",
     description=_("Patients (or their representatives) who declined consent."),
     columns=(
-        Column("refusal_id", INTEGER, _("The refusal's number."), dig("pk")),
+        Column("refusal_id", INTEGER, "The refusal's number.", dig("pk")),
         *participant_columns("participant"),
-        Column("refused_on", DATE, _("Date of the refusal (site date)."), dig("refused_on")),
-        Column("reason", TEXT, _("The reason given."), dig("reason"), free_text=True),
+        Column("refused_on", DATE, "Date of the refusal (site date).", dig("refused_on")),
+        Column("reason", TEXT, "The reason given.", dig("reason"), free_text=True),
         Column(
             "recorded_by",
             TEXT,
-            _("Username of the staff member who entered it."),
+            "Username of the staff member who entered it.",
             username("recorded_by"),
         ),
     ),
@@ -451,15 +449,15 @@ SIGNOFFS = Dataset(
     name="signoffs",
     description=_("The investigator's electronic signature on an eligible screening."),
     columns=(
-        Column("signoff_id", INTEGER, _("The sign-off's number."), dig("pk")),
+        Column("signoff_id", INTEGER, "The sign-off's number.", dig("pk")),
         Column(
-            "screening_id", INTEGER, _("The screening signed (screening_log)."), dig("screening_id")
+            "screening_id", INTEGER, "The screening signed (screening_log).", dig("screening_id")
         ),
         *participant_columns("screening.participant"),
-        Column("signed_by", TEXT, _("Username of the investigator."), username("signer")),
-        Column("printed_name", TEXT, _("The investigator's printed name."), dig("printed_name")),
-        Column("signed_at", DATETIME, _("When it was signed (UTC)."), dig("signed_at")),
-        Column("meaning", TEXT, _("The meaning of the signature, as shown."), dig("meaning")),
+        Column("signed_by", TEXT, "Username of the investigator.", username("signer")),
+        Column("printed_name", TEXT, "The investigator's printed name.", dig("printed_name")),
+        Column("signed_at", DATETIME, "When it was signed (UTC).", dig("signed_at")),
+        Column("meaning", TEXT, "The meaning of the signature, as shown.", dig("meaning")),
     ),
     records=_signoffs,
     participant_id=dig("screening.participant_id"),
@@ -479,15 +477,15 @@ WITHDRAWALS = Dataset(
     name="withdrawals",
     description=_("Withdrawals of consent and what they stop."),
     columns=(
-        Column("withdrawal_id", INTEGER, _("The withdrawal's number."), dig("pk")),
+        Column("withdrawal_id", INTEGER, "The withdrawal's number.", dig("pk")),
         *participant_columns("participant"),
-        Column("scope", CODE, _("What stops."), dig("scope"), choices=WithdrawalScope.choices),
-        Column("withdrawn_on", DATE, _("Date of the withdrawal (site date)."), dig("withdrawn_on")),
-        Column("reason", TEXT, _("The reason given."), dig("reason"), free_text=True),
+        Column("scope", CODE, "What stops.", dig("scope"), choices=WithdrawalScope.choices),
+        Column("withdrawn_on", DATE, "Date of the withdrawal (site date).", dig("withdrawn_on")),
+        Column("reason", TEXT, "The reason given.", dig("reason"), free_text=True),
         Column(
             "recorded_by",
             TEXT,
-            _("Username of the staff member who entered it."),
+            "Username of the staff member who entered it.",
             username("recorded_by"),
         ),
     ),
@@ -510,51 +508,51 @@ ALLOCATIONS = Dataset(
     description=_("Randomizations; one in error stays, marked so."),
     columns=(
         *participant_columns("participant"),
-        Column("arm_code", CODE, _("The arm allocated."), dig("arm.code"), choices=arm_codes),
-        Column("stratum_code", TEXT, _("The stratum (site and severity)."), dig("stratum.code")),
+        Column("arm_code", CODE, "The arm allocated.", dig("arm.code"), choices=arm_codes),
+        Column("stratum_code", TEXT, "The stratum (site and severity).", dig("stratum.code")),
         Column(
             "severity",
             CODE,
-            _("Severity stratum."),
+            "Severity stratum.",
             dig("stratum.severity"),
             choices=Severity.choices,
         ),
         Column(
             "randomization_number",
             TEXT,
-            _("The randomization number."),
+            "The randomization number.",
             dig("randomization_number"),
         ),
         Column(
             "randomized_at",
             DATETIME,
-            _("When the participant was randomized (UTC)."),
+            "When the participant was randomized (UTC).",
             dig("randomized_at"),
         ),
         Column(
             "randomized_by",
             TEXT,
-            _("Username of the staff member who randomized."),
+            "Username of the staff member who randomized.",
             username("randomized_by"),
         ),
         Column(
             "status",
             CODE,
-            _("Valid, or in error."),
+            "Valid, or in error.",
             dig("status"),
             choices=AllocationStatus.choices,
         ),
         Column(
             "error_reason",
             TEXT,
-            _("Why the allocation is in error."),
+            "Why the allocation is in error.",
             dig("error_reason"),
             free_text=True,
         ),
         Column(
             "marked_in_error_at",
             DATETIME,
-            _("When it was marked in error (UTC)."),
+            "When it was marked in error (UTC).",
             dig("marked_in_error_at"),
         ),
     ),
@@ -576,39 +574,37 @@ SCHEDULED_DOSES = Dataset(
     name="scheduled_doses",
     description=_("Every dose a participant was to receive, made with the allocation."),
     columns=(
-        Column("dose_id", INTEGER, _("The dose's number."), dig("pk")),
+        Column("dose_id", INTEGER, "The dose's number.", dig("pk")),
         *participant_columns("participant"),
         Column(
             "arm_code",
             CODE,
-            _("The arm of the schedule."),
+            "The arm of the schedule.",
             dig("schedule.arm.code"),
             choices=arm_codes,
         ),
-        Column("product", TEXT, _("The product given."), dig("schedule.product")),
-        Column("route", TEXT, _("The route."), dig("schedule.route")),
-        Column("dose_number", INTEGER, _("The dose's number in its schedule."), dig("sequence")),
+        Column("product", TEXT, "The product given.", dig("schedule.product")),
+        Column("route", TEXT, "The route.", dig("schedule.route")),
+        Column("dose_number", INTEGER, "The dose's number in its schedule.", dig("sequence")),
         Column(
             "study_day",
             INTEGER,
-            _("Study day of the dose (day 0: randomization)."),
+            "Study day of the dose (day 0: randomization).",
             dig("study_day"),
             unit="days",
         ),
-        Column("due_at", DATETIME, _("When the dose is due (UTC)."), dig("due_at")),
-        Column("window_start", DATETIME, _("When its window opens (UTC)."), dig("window_start")),
-        Column("window_end", DATETIME, _("The last instant on time (UTC)."), dig("window_end")),
+        Column("due_at", DATETIME, "When the dose is due (UTC).", dig("due_at")),
+        Column("window_start", DATETIME, "When its window opens (UTC).", dig("window_start")),
+        Column("window_end", DATETIME, "The last instant on time (UTC).", dig("window_end")),
         Column(
             "planned_amount",
             DECIMAL,
-            _("The planned amount, in amount_unit."),
+            "The planned amount, in amount_unit.",
             dig("planned_amount"),
         ),
-        Column("amount_unit", TEXT, _("Unit of the amount."), dig("amount_unit")),
-        Column("amount_note", TEXT, _("How the amount was worked out."), dig("amount_note")),
-        Column(
-            "status", CODE, _("Where the dose stands."), dig("status"), choices=DoseStatus.choices
-        ),
+        Column("amount_unit", TEXT, "Unit of the amount.", dig("amount_unit")),
+        Column("amount_note", TEXT, "How the amount was worked out.", dig("amount_note")),
+        Column("status", CODE, "Where the dose stands.", dig("status"), choices=DoseStatus.choices),
     ),
     records=_scheduled_doses,
     participant_id=dig("participant_id"),
@@ -634,46 +630,46 @@ ADMINISTRATIONS = Dataset(
     name="administrations",
     description=_("What happened to each dose: given or not; voided records stay, marked."),
     columns=(
-        Column("administration_id", INTEGER, _("The record's number."), dig("pk")),
-        Column("dose_id", INTEGER, _("The dose (scheduled_doses)."), dig("scheduled_dose_id")),
+        Column("administration_id", INTEGER, "The record's number.", dig("pk")),
+        Column("dose_id", INTEGER, "The dose (scheduled_doses).", dig("scheduled_dose_id")),
         *participant_columns("scheduled_dose.participant"),
         Column(
             "outcome",
             CODE,
-            _("Given or not."),
+            "Given or not.",
             dig("outcome"),
             choices=AdministrationOutcome.choices,
         ),
-        Column("given_at", DATETIME, _("When it was given (UTC)."), dig("given_at")),
-        Column("amount", DECIMAL, _("The amount given, in amount_unit."), dig("amount")),
-        Column("amount_unit", TEXT, _("Unit of the amount."), dig("amount_unit")),
-        Column("route", TEXT, _("The route."), dig("route")),
-        Column("lot_number", TEXT, _("Lot or batch number."), dig("lot_number")),
-        Column("given_by", TEXT, _("Username of who gave it."), username("given_by")),
+        Column("given_at", DATETIME, "When it was given (UTC).", dig("given_at")),
+        Column("amount", DECIMAL, "The amount given, in amount_unit.", dig("amount")),
+        Column("amount_unit", TEXT, "Unit of the amount.", dig("amount_unit")),
+        Column("route", TEXT, "The route.", dig("route")),
+        Column("lot_number", TEXT, "Lot or batch number.", dig("lot_number")),
+        Column("given_by", TEXT, "Username of who gave it.", username("given_by")),
         Column(
             "infusion_reaction",
             BOOLEAN,
-            _("An infusion reaction was recorded."),
+            "An infusion reaction was recorded.",
             dig("infusion_reaction"),
         ),
         Column(
             "not_given_reason",
             TEXT,
-            _("Why it was not given."),
+            "Why it was not given.",
             dig("not_given_reason"),
             free_text=True,
         ),
         Column(
             "deviation_hours",
             DECIMAL,
-            _("Hours outside the window; empty when on time."),
+            "Hours outside the window; empty when on time.",
             dig("deviation_hours"),
             unit="hours",
         ),
         Column(
             "outside_window_reason",
             TEXT,
-            _("Why it was given so far outside the window."),
+            "Why it was given so far outside the window.",
             dig("outside_window_reason"),
             free_text=True,
         ),
@@ -681,11 +677,11 @@ ADMINISTRATIONS = Dataset(
         Column(
             "voided_at",
             DATETIME,
-            _("When the record was voided (UTC); empty: in force."),
+            "When the record was voided (UTC); empty: in force.",
             dig("voided_at"),
         ),
-        Column("voided_by", TEXT, _("Username of who voided it."), username("voided_by")),
-        Column("void_reason", TEXT, _("Why it was voided."), dig("void_reason"), free_text=True),
+        Column("voided_by", TEXT, "Username of who voided it.", username("voided_by")),
+        Column("void_reason", TEXT, "Why it was voided.", dig("void_reason"), free_text=True),
     ),
     records=_administrations,
     participant_id=dig("scheduled_dose.participant_id"),
@@ -705,33 +701,31 @@ DOSE_REMINDERS = Dataset(
     name="dose_reminders",
     description=_("The reminders and overdue alerts of each dose, and whether they went."),
     columns=(
-        Column("reminder_id", INTEGER, _("The reminder's number."), dig("pk")),
-        Column("dose_id", INTEGER, _("The dose (scheduled_doses)."), dig("scheduled_dose_id")),
+        Column("reminder_id", INTEGER, "The reminder's number.", dig("pk")),
+        Column("dose_id", INTEGER, "The dose (scheduled_doses).", dig("scheduled_dose_id")),
         *participant_columns("participant"),
         Column(
             "kind",
             CODE,
-            _("Before the dose, or overdue."),
+            "Before the dose, or overdue.",
             dig("kind"),
             choices=ReminderKind.choices,
         ),
         Column(
             "lead_hours",
             INTEGER,
-            _("Hours before the dose (0 for an overdue alert)."),
+            "Hours before the dose (0 for an overdue alert).",
             dig("lead_hours"),
             unit="hours",
         ),
-        Column("due_at", DATETIME, _("When it is to be sent (UTC)."), dig("due_at")),
-        Column(
-            "status", CODE, _("Delivery status."), dig("status"), choices=ReminderStatus.choices
-        ),
-        Column("attempts", INTEGER, _("Delivery attempts."), dig("attempts")),
-        Column("sent_at", DATETIME, _("When it was sent (UTC)."), dig("sent_at")),
+        Column("due_at", DATETIME, "When it is to be sent (UTC).", dig("due_at")),
+        Column("status", CODE, "Delivery status.", dig("status"), choices=ReminderStatus.choices),
+        Column("attempts", INTEGER, "Delivery attempts.", dig("attempts")),
+        Column("sent_at", DATETIME, "When it was sent (UTC).", dig("sent_at")),
         Column(
             "cancelled_reason",
             TEXT,
-            _("Why it was cancelled."),
+            "Why it was cancelled.",
             dig("cancelled_reason"),
             free_text=True,
         ),
@@ -770,18 +764,18 @@ MEASUREMENTS = (
     (
         "who_score",
         INTEGER,
-        _("WHO clinical progression scale (0 uninfected to 10 dead)."),
+        "WHO clinical progression scale (0 uninfected to 10 dead).",
         "points",
         (),
     ),
-    ("spo2", INTEGER, _("Oxygen saturation."), "%", ()),
-    ("respiratory_support", CODE, _("Respiratory support."), "", RespiratorySupport.choices),
-    ("pao2", DECIMAL, _("Arterial oxygen partial pressure."), "mmHg", ()),
-    ("fio2", DECIMAL, _("Fraction of inspired oxygen."), "fraction (0.21-1.00)", ()),
-    ("lymphocytes", DECIMAL, _("Lymphocyte count."), "10^9/L", ()),
-    ("crp", DECIMAL, _("C-reactive protein."), "mg/L", ()),
-    ("il6", DECIMAL, _("Interleukin-6."), "pg/mL", ()),
-    ("chest_ct", CODE, _("Change on chest CT."), "", ChestCtChange.choices),
+    ("spo2", INTEGER, "Oxygen saturation.", "%", ()),
+    ("respiratory_support", CODE, "Respiratory support.", "", RespiratorySupport.choices),
+    ("pao2", DECIMAL, "Arterial oxygen partial pressure.", "mmHg", ()),
+    ("fio2", DECIMAL, "Fraction of inspired oxygen.", "fraction (0.21-1.00)", ()),
+    ("lymphocytes", DECIMAL, "Lymphocyte count.", "10^9/L", ()),
+    ("crp", DECIMAL, "C-reactive protein.", "mg/L", ()),
+    ("il6", DECIMAL, "Interleukin-6.", "pg/mL", ()),
+    ("chest_ct", CODE, "Change on chest CT.", "", ChestCtChange.choices),
 )
 assert tuple(m[0] for m in MEASUREMENTS) == tuple(outcome_rules.MEASURED_FIELDS)
 
@@ -792,14 +786,14 @@ def _measurement_columns() -> Iterator[Column]:
         yield Column(
             f"{name}_status",
             CODE,
-            _("Whether the finding before this column was measured; empty: not answered."),
+            "Whether the finding before this column was measured; empty: not answered.",
             _measured_status(name),
             choices=MEASUREMENT_STATUS,
         )
         yield Column(
             f"{name}_not_done_reason",
             TEXT,
-            _("Why the finding was not done."),
+            "Why the finding was not done.",
             dig(f"record.{name}_not_done_reason"),
             free_text=True,
         )
@@ -809,72 +803,70 @@ VISITS = Dataset(
     name="visits",
     description=_("Each scheduled follow-up visit, with what was found when it was recorded."),
     columns=(
-        Column("visit_id", INTEGER, _("The scheduled visit's number."), dig("pk")),
+        Column("visit_id", INTEGER, "The scheduled visit's number.", dig("pk")),
         *participant_columns("participant"),
         Column(
             "visit_code",
             CODE,
-            _("The protocol's visit."),
+            "The protocol's visit.",
             dig("definition.code"),
             choices=visit_codes,
         ),
         Column(
             "study_day",
             INTEGER,
-            _("Planned study day (day 0: randomization)."),
+            "Planned study day (day 0: randomization).",
             dig("study_day"),
             unit="days",
         ),
-        Column("due_on", DATE, _("Planned date (site date)."), dig("due_on")),
+        Column("due_on", DATE, "Planned date (site date).", dig("due_on")),
+        Column("window_start", DATE, "First day of the window (site date).", dig("window_start")),
+        Column("window_end", DATE, "Last day of the window (site date).", dig("window_end")),
         Column(
-            "window_start", DATE, _("First day of the window (site date)."), dig("window_start")
-        ),
-        Column("window_end", DATE, _("Last day of the window (site date)."), dig("window_end")),
-        Column(
-            "status", CODE, _("Where the visit stands."), dig("status"), choices=VisitStatus.choices
+            "status", CODE, "Where the visit stands.", dig("status"), choices=VisitStatus.choices
         ),
         Column(
             "days_outside_window",
             INTEGER,
-            _("Negative when early, positive when late; empty when on time."),
+            "Negative when early, positive when late; empty when on time.",
             dig("days_outside_window"),
             unit="days",
         ),
         Column(
             "stopped_reason",
             TEXT,
-            _("Why the visit is not required."),
+            "Why the visit is not required.",
             dig("stopped_reason"),
             free_text=True,
         ),
         Column(
             "visit_date",
             DATE,
-            _("Date of the visit (site date); empty: not recorded."),
+            "Date of the visit (site date); empty: not recorded.",
             dig("record.visit_date"),
         ),
         *_measurement_columns(),
         Column(
             "pf_ratio",
             INTEGER,
-            _("PaO2/FiO2, from the recorded values."),
+            "PaO2/FiO2, from the recorded values.",
             dig("record.pf_ratio"),
             unit="mmHg",
         ),
         Column(
             "discharged_on",
             DATE,
-            _("Hospital discharge date; empty while in hospital."),
+            "Hospital discharge date; empty while in hospital.",
             dig("record.discharged_on"),
         ),
         Column(
             "vital_status",
             CODE,
-            _("Alive or dead at the visit."),
+            "Alive or dead at the visit.",
             dig("record.vital_status"),
             choices=VitalStatus.choices,
         ),
-        Column("date_of_death", DATE, _("Date of death."), dig("record.date_of_death")),
+        Column("date_of_death", DATE, "Date of death.", dig("record.date_of_death")),
         *recorded_columns("record.recorded_at", "record.recorded_by"),
     ),
     records=_visits,
@@ -895,14 +887,14 @@ ADVERSE_EVENTS = Dataset(
     name="adverse_events",
     description=_("Adverse events from randomization to day 28, with the signed causality."),
     columns=(
-        Column("adverse_event_id", INTEGER, _("The event's number."), dig("pk")),
+        Column("adverse_event_id", INTEGER, "The event's number.", dig("pk")),
         *participant_columns("participant"),
-        Column("term", TEXT, _("The event's term."), dig("term")),
-        Column("onset_date", DATE, _("Onset (site date)."), dig("onset_date")),
-        Column("end_date", DATE, _("End (site date); empty: ongoing."), dig("end_date")),
-        Column("grade", CODE, _("CTCAE grade."), dig("grade"), choices=CtcaeGrade.choices),
-        Column("death_date", DATE, _("Date of death (grade 5)."), dig("death_date")),
-        Column("serious", BOOLEAN, _("Serious adverse event."), dig("serious")),
+        Column("term", TEXT, "The event's term.", dig("term")),
+        Column("onset_date", DATE, "Onset (site date).", dig("onset_date")),
+        Column("end_date", DATE, "End (site date); empty: ongoing.", dig("end_date")),
+        Column("grade", CODE, "CTCAE grade.", dig("grade"), choices=CtcaeGrade.choices),
+        Column("death_date", DATE, "Date of death (grade 5).", dig("death_date")),
+        Column("serious", BOOLEAN, "Serious adverse event.", dig("serious")),
         *(
             Column(f"criterion_{code}", BOOLEAN, label, dig(f"criterion_{code}"))
             for code, label in outcome_rules.SERIOUSNESS_CRITERIA
@@ -910,41 +902,39 @@ ADVERSE_EVENTS = Dataset(
         Column(
             "action_taken",
             CODE,
-            _("Action taken with the study treatment."),
+            "Action taken with the study treatment.",
             dig("action_taken"),
             choices=ActionTaken.choices,
         ),
-        Column(
-            "outcome", CODE, _("Outcome of the event."), dig("outcome"), choices=AeOutcome.choices
-        ),
+        Column("outcome", CODE, "Outcome of the event.", dig("outcome"), choices=AeOutcome.choices),
         Column(
             "administration_id",
             INTEGER,
-            _("The dose record it reports (administrations)."),
+            "The dose record it reports (administrations).",
             dig("administration_id"),
         ),
         Column(
             "sae_clock_started_at",
             DATETIME,
-            _("When it was recorded serious (UTC)."),
+            "When it was recorded serious (UTC).",
             dig("sae_clock_started_at"),
         ),
         Column(
             "reported_on",
             DATE,
-            _("Reported to sponsor and ethics on (site date)."),
+            "Reported to sponsor and ethics on (site date).",
             dig("reported_on"),
         ),
         Column(
             "causality_expected",
             BOOLEAN,
-            _("Expected per the reference safety information; empty: not assessed."),
+            "Expected per the reference safety information; empty: not assessed.",
             dig("causality.expected"),
         ),
         Column(
             "causality_signed_at",
             DATETIME,
-            _("When the causality was signed (UTC)."),
+            "When the causality was signed (UTC).",
             dig("causality.signed_at"),
         ),
         *recorded_columns(),
@@ -971,21 +961,21 @@ AE_RELATEDNESS = Dataset(
         Column(
             "adverse_event_id",
             INTEGER,
-            _("The event (adverse_events)."),
+            "The event (adverse_events).",
             dig("assessment.adverse_event_id"),
         ),
         *participant_columns("assessment.adverse_event.participant"),
         Column(
             "dose_id",
             INTEGER,
-            _("The infusion (scheduled_doses); empty: the whole course."),
+            "The infusion (scheduled_doses); empty: the whole course.",
             dig("scheduled_dose_id"),
         ),
         Column(
-            "intervention", TEXT, _("The intervention, as shown to the investigator."), dig("label")
+            "intervention", TEXT, "The intervention, as shown to the investigator.", dig("label")
         ),
         Column(
-            "relatedness", CODE, _("How related."), dig("relatedness"), choices=Relatedness.choices
+            "relatedness", CODE, "How related.", dig("relatedness"), choices=Relatedness.choices
         ),
     ),
     records=_relatedness,
@@ -1007,13 +997,13 @@ END_OF_STUDY = Dataset(
     description=_("How and when each participant's study ended."),
     columns=(
         *participant_columns("participant"),
-        Column("reason", CODE, _("Why the study ended."), dig("reason"), choices=EndReason.choices),
-        Column("ended_on", DATE, _("Date (for a death, the date of death)."), dig("ended_on")),
-        Column("details", TEXT, _("Details."), dig("details"), free_text=True),
+        Column("reason", CODE, "Why the study ended.", dig("reason"), choices=EndReason.choices),
+        Column("ended_on", DATE, "Date (for a death, the date of death).", dig("ended_on")),
+        Column("details", TEXT, "Details.", dig("details"), free_text=True),
         Column(
             "adverse_event_id",
             INTEGER,
-            _("The fatal adverse event (adverse_events)."),
+            "The fatal adverse event (adverse_events).",
             dig("adverse_event_id"),
         ),
         *recorded_columns(),
@@ -1095,11 +1085,11 @@ ENDPOINTS = Dataset(
     ),
     columns=(
         *participant_columns("participant"),
-        Column("arm_code", CODE, _("The arm allocated."), dig("arm_code"), choices=arm_codes),
+        Column("arm_code", CODE, "The arm allocated.", dig("arm_code"), choices=arm_codes),
         Column(
             "died_by_day_28",
             BOOLEAN,
-            _(
+            (
                 "Died on or before day 28; empty: not known (follow-up ended alive before "
                 "day 28, or goes on)."
             ),
@@ -1108,7 +1098,7 @@ ENDPOINTS = Dataset(
         Column(
             "time_to_improvement_days",
             INTEGER,
-            _(
+            (
                 "Study day of clinical improvement (2 WHO points below day 0, or discharge), "
                 "or of censoring."
             ),
@@ -1118,27 +1108,27 @@ ENDPOINTS = Dataset(
         Column(
             "improvement_observed",
             BOOLEAN,
-            _("Yes: improvement on that day; No: censored on that day."),
+            "Yes: improvement on that day; No: censored on that day.",
             dig("improvement_event"),
         ),
         Column(
             "ventilation_free_days",
             INTEGER,
-            _("Days alive and free of invasive ventilation or ECMO to day 28."),
+            "Days alive and free of invasive ventilation or ECMO to day 28.",
             dig("ventilation_free_days"),
             unit="days",
         ),
         Column(
             "worst_who_score",
             INTEGER,
-            _("Highest WHO score recorded (10 after a death)."),
+            "Highest WHO score recorded (10 after a death).",
             dig("worst_who_score"),
             unit="points",
         ),
         Column(
             "follow_up_ongoing",
             BOOLEAN,
-            _("No end of study yet: values may still change."),
+            "No end of study yet: values may still change.",
             dig("on_study"),
         ),
     ),
@@ -1219,23 +1209,21 @@ AUDIT_TRAIL = Dataset(
         "values are never exported."
     ),
     columns=(
-        Column("model", TEXT, _("The kind of record (app.model)."), dig("model")),
-        Column("record_id", INTEGER, _("The record's number in its kind."), dig("record_id")),
-        Column("history_id", INTEGER, _("The change's number in its kind."), dig("history_id")),
+        Column("model", TEXT, "The kind of record (app.model).", dig("model")),
+        Column("record_id", INTEGER, "The record's number in its kind.", dig("record_id")),
+        Column("history_id", INTEGER, "The change's number in its kind.", dig("history_id")),
         Column(
-            "action", CODE, _("Created, changed or deleted."), dig("action"), choices=AUDIT_ACTIONS
+            "action", CODE, "Created, changed or deleted.", dig("action"), choices=AUDIT_ACTIONS
         ),
-        Column("changed_at", DATETIME, _("When (UTC)."), dig("changed_at")),
-        Column("changed_by", TEXT, _("Username; empty: the system."), dig("changed_by")),
+        Column("changed_at", DATETIME, "When (UTC).", dig("changed_at")),
+        Column("changed_by", TEXT, "Username; empty: the system.", dig("changed_by")),
         Column(
             "study_number",
             TEXT,
-            _("The participant the record belongs to, when it names one."),
+            "The participant the record belongs to, when it names one.",
             dig("study_number"),
         ),
-        Column(
-            "reason", TEXT, _("The reason given for the change."), dig("reason"), free_text=True
-        ),
+        Column("reason", TEXT, "The reason given for the change.", dig("reason"), free_text=True),
     ),
     records=_audit_rows,
     participant_id=dig("participant_id"),
