@@ -131,6 +131,25 @@ class VisitForm(forms.Form):
         }
 
 
+class VisitCorrectionForm(VisitForm):
+    """The visit form filled with what was recorded, and the reason for the change."""
+
+    reason = ReasonField(
+        help_text=_("Kept in the audit trail with the change, e.g. a transcription error.")
+    )
+
+    @staticmethod
+    def initial_from(record) -> dict:
+        initial = {
+            name: getattr(record, name)
+            for name in ("visit_date", "discharged_on", "vital_status", "date_of_death")
+        }
+        for name in MEASURED_FIELDS:
+            for key in (name, f"{name}_not_done", f"{name}_not_done_reason"):
+                initial[key] = getattr(record, key)
+        return initial
+
+
 # --- Adverse events and end of study ---
 
 

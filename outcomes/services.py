@@ -15,7 +15,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 from django.db.models import F, Max, Q
 from django.template.loader import render_to_string
@@ -201,6 +201,50 @@ def _dates_errors(
     return errors
 
 
+def _visit_values(
+    visit: ScheduledVisit,
+    *,
+    measurements: dict,
+    visit_date: date,
+    discharged_on: date | None,
+    vital_status: str,
+    date_of_death: date | None,
+) -> dict:
+    """The measured fields as stored (FiO2 a fraction, blank choices empty), or a
+    ValidationError naming every field outside its range or dates outside the study."""
+    values = {name: measurements.get(name) for name in MEASURED_FIELDS}
+    for name in MEASURED_FIELDS:
+        values[f"{name}_not_done"] = bool(measurements.get(f"{name}_not_done"))
+        values[f"{name}_not_done_reason"] = (
+            measurements.get(f"{name}_not_done_reason") or ""
+        ).strip()
+    errors = rules.measurement_problems(values)
+    errors.update(
+        _dates_errors(
+            visit,
+            visit_date=visit_date,
+            discharged_on=discharged_on,
+            vital_status=vital_status,
+            date_of_death=date_of_death,
+        )
+    )
+    if errors:
+        raise ValidationError(errors)
+    if values["fio2"] is not None:
+        values["fio2"] = rules.normalise_fio2(Decimal(values["fio2"]))
+    for name in ("respiratory_support", "chest_ct"):
+        values[name] = values[name] or ""
+    return values
+
+
+def _visit_done(visit: ScheduledVisit, visit_date: date, *, user, reason: str) -> None:
+    window = rules.VisitWindow(visit.due_on, visit.window_start, visit.window_end)
+    outside = rules.days_outside_window(visit_date, window)
+    visit.days_outside_window = outside
+    visit.status = VisitStatus.DONE if outside is None else VisitStatus.DONE_OUT_OF_WINDOW
+    audited_save(visit, user=user, reason=reason)
+
+
 @transaction.atomic
 def visit_record(
     *,
@@ -227,28 +271,14 @@ def visit_record(
         raise ValidationError(_("This visit is already recorded."))
     if visit.status == VisitStatus.NOT_REQUIRED:
         raise ValidationError(_("This visit is no longer required: the participant is off study."))
-    values = {name: measurements.get(name) for name in MEASURED_FIELDS}
-    for name in MEASURED_FIELDS:
-        values[f"{name}_not_done"] = bool(measurements.get(f"{name}_not_done"))
-        values[f"{name}_not_done_reason"] = (
-            measurements.get(f"{name}_not_done_reason") or ""
-        ).strip()
-    errors = rules.measurement_problems(values)
-    errors.update(
-        _dates_errors(
-            visit,
-            visit_date=visit_date,
-            discharged_on=discharged_on,
-            vital_status=vital_status,
-            date_of_death=date_of_death,
-        )
+    values = _visit_values(
+        visit,
+        measurements=measurements,
+        visit_date=visit_date,
+        discharged_on=discharged_on,
+        vital_status=vital_status,
+        date_of_death=date_of_death,
     )
-    if errors:
-        raise ValidationError(errors)
-    if values["fio2"] is not None:
-        values["fio2"] = rules.normalise_fio2(Decimal(values["fio2"]))
-    for name in ("respiratory_support", "chest_ct"):
-        values[name] = values[name] or ""
     record = audited_save(
         VisitRecord(
             scheduled_visit=visit,
@@ -262,13 +292,92 @@ def visit_record(
         user=user,
         reason=_("Visit recorded"),
     )
-    window = rules.VisitWindow(visit.due_on, visit.window_start, visit.window_end)
-    outside = rules.days_outside_window(visit_date, window)
-    visit.days_outside_window = outside
-    visit.status = VisitStatus.DONE if outside is None else VisitStatus.DONE_OUT_OF_WINDOW
-    audited_save(visit, user=user, reason=_("Visit recorded on %(date)s") % {"date": visit_date})
+    _visit_done(
+        visit, visit_date, user=user, reason=_("Visit recorded on %(date)s") % {"date": visit_date}
+    )
     _pending_reminders_cancel([visit], _("Visit recorded"))
     if vital_status == VitalStatus.DEAD:
+        participant_death_end(
+            participant=visit.participant,
+            user=user,
+            died_on=date_of_death,
+            details=_("Death recorded at the %(visit)s visit")
+            % {"visit": visit.definition.localized_name()},
+        )
+    return record
+
+
+CORRECTED_FIELDS = (
+    "visit_date",
+    "discharged_on",
+    "vital_status",
+    "date_of_death",
+    *MEASURED_FIELDS,
+    *(f"{name}_not_done" for name in MEASURED_FIELDS),
+    *(f"{name}_not_done_reason" for name in MEASURED_FIELDS),
+)
+
+
+@transaction.atomic
+def visit_record_correct(
+    *,
+    record: VisitRecord,
+    user,
+    reason: str,
+    visit_date: date,
+    vital_status: str,
+    measurements: dict,
+    discharged_on: date | None = None,
+    date_of_death: date | None = None,
+) -> VisitRecord:
+    """A correction of a recorded visit, with its reason, checked as the first record was:
+    the record and the visit's status (a new date may move it in or out of its window) in
+    one transaction, each change in the audit trail. A death recorded by the correction ends
+    the study; a death that already ended it is not undone here (the end of study stands
+    until the trial administrator reviews it)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": _("Give the reason for the change.")})
+    visit = (
+        ScheduledVisit.objects.select_for_update(of=("self",))
+        .select_related("participant__site", "participant__allocation", "definition")
+        .get(pk=record.scheduled_visit_id)
+    )
+    record = VisitRecord.objects.select_for_update().get(pk=record.pk)
+    values = _visit_values(
+        visit,
+        measurements=measurements,
+        visit_date=visit_date,
+        discharged_on=discharged_on,
+        vital_status=vital_status,
+        date_of_death=date_of_death,
+    )
+    values.update(
+        visit_date=visit_date,
+        discharged_on=discharged_on,
+        vital_status=vital_status,
+        date_of_death=date_of_death,
+    )
+    if record.vital_status == VitalStatus.DEAD and vital_status != VitalStatus.DEAD:
+        raise ValidationError(
+            {
+                "vital_status": _(
+                    "This visit recorded a death, which ended the study: a death is not "
+                    "undone by a correction. Ask the trial administrator."
+                )
+            }
+        )
+    changed = {name for name in CORRECTED_FIELDS if getattr(record, name) != values[name]}
+    if not changed:
+        raise ValidationError(
+            {NON_FIELD_ERRORS: _("Nothing was changed: the record stays as it was.")}
+        )
+    for name in changed:
+        setattr(record, name, values[name])
+    audited_save(record, user=user, reason=reason)
+    if "visit_date" in changed:
+        _visit_done(visit, visit_date, user=user, reason=reason)
+    if vital_status == VitalStatus.DEAD and "vital_status" in changed:
         participant_death_end(
             participant=visit.participant,
             user=user,

@@ -13,6 +13,7 @@ urlpatterns = [
     ),
     path("visits/<int:pk>/", views.visit_detail, name="visit_detail"),
     path("visits/<int:pk>/record/", views.visit_record, name="visit_record"),
+    path("visits/<int:pk>/correct/", views.visit_record_correct, name="visit_record_correct"),
     # --- Adverse events and end of study ---
     path("participants/<str:study_number>/adverse-events/", views.ae_list, name="ae_list"),
     path("participants/<str:study_number>/adverse-events/new/", views.ae_record, name="ae_record"),

@@ -16,7 +16,14 @@ from trialsite.core.forms import add_service_errors
 from trialsite.core.models import Role
 
 from . import rules, selectors, services
-from .forms import AdverseEventForm, CausalityForm, EndOfStudyForm, SaeReportForm, VisitForm
+from .forms import (
+    AdverseEventForm,
+    CausalityForm,
+    EndOfStudyForm,
+    SaeReportForm,
+    VisitCorrectionForm,
+    VisitForm,
+)
 from .models import VisitStatus
 from .selectors import AE_WRITERS, VISIT_WRITERS
 
@@ -93,6 +100,45 @@ def visit_record(request, pk: int):
         request,
         "outcomes/visit_form.html",
         {"visit": visit, "form": form, "who_levels": rules.WHO_LEVELS},
+    )
+
+
+@role_required(*VISIT_WRITERS)
+def visit_record_correct(request, pk: int):
+    visit = selectors.visit_for_user(request.user, pk, *VISIT_WRITERS)
+    record = getattr(visit, "record", None)
+    if record is None:
+        messages.info(request, _("This visit is not recorded yet: record it first."))
+        return redirect("outcomes:visit_detail", visit.pk)
+    form = VisitCorrectionForm(
+        request.POST or None, initial=VisitCorrectionForm.initial_from(record)
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.visit_record_correct(
+                record=record,
+                user=request.user,
+                reason=data["reason"],
+                visit_date=data["visit_date"],
+                vital_status=data["vital_status"],
+                date_of_death=data["date_of_death"],
+                discharged_on=data["discharged_on"],
+                measurements=form.measurements(),
+            )
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(
+                request,
+                _("Visit %(code)s of %(number)s corrected.")
+                % {"code": visit.definition.code, "number": visit.participant.study_number},
+            )
+            return redirect("outcomes:visit_detail", visit.pk)
+    return render(
+        request,
+        "outcomes/visit_form.html",
+        {"visit": visit, "form": form, "who_levels": rules.WHO_LEVELS, "correcting": True},
     )
 
 

@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from outcomes.models import VisitRecord, VisitStatus
+from outcomes.services import visit_record
 from tests.conftest import log_in, screenshot
 from tests.outcomes.visit_helpers import randomized
 
@@ -88,6 +89,13 @@ def test_the_visit_pages_fit_a_phone_and_axe_finds_nothing_serious(
         at=datetime.combine(today - timedelta(days=1), time(10, 0), tzinfo=site_a.zone),
     )
     visits = {v.definition.code: v for v in allocation.participant.scheduled_visits.all()}
+    visit_record(
+        scheduled_visit=visits["D0"],
+        user=coordinator_a,
+        visit_date=today - timedelta(days=1),
+        vital_status="alive",
+        measurements={"who_score": 6, "spo2": 91, "respiratory_support": "high_flow"},
+    )
     log_in(axe_page, coordinator_a)
     problems = []
     for width in (390, 1366):
@@ -97,6 +105,7 @@ def test_the_visit_pages_fit_a_phone_and_axe_finds_nothing_serious(
             (f"/outcomes/visits/{visits['D1'].pk}/record/", False),
             (f"/outcomes/visits/{visits['D1'].pk}/record/", True),
             (f"/outcomes/visits/{visits['D0'].pk}/", False),
+            (f"/outcomes/visits/{visits['D0'].pk}/correct/", False),
         ]:
             assert axe_page.goto(path).status == 200
             if bad_input:
