@@ -38,7 +38,13 @@ class ExportForm(forms.Form):
         help_text=_("So that Excel reads Chinese text correctly."),
     )
     date_mode = forms.ChoiceField(
-        label=_("Dates"), choices=DateMode.choices, initial=DateMode.AS_RECORDED
+        label=_("Dates"),
+        choices=DateMode.choices,
+        initial=DateMode.AS_RECORDED,
+        help_text=_(
+            "Exact dates of a patient's care count as identifiers under HIPAA Safe Harbor: "
+            "shift them or use study days when the data leave the trial team."
+        ),
     )
     free_text = forms.BooleanField(
         label=_("Include free-text columns"),
