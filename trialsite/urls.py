@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from . import views
+from .core.forms import LoginForm
 from .core.health import HealthzView
 
 urlpatterns = [
@@ -20,7 +21,9 @@ urlpatterns = [
     path("arms/", include("arms.urls")),
     path("dosing/", include("dosing.urls")),
     path("outcomes/", include("outcomes.urls")),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path(
+        "accounts/login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"
+    ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", HealthzView.as_view(), name="healthz"),
     # Under /i18n/, which a read-only monitor may post to: choosing a language changes no data.

@@ -7,6 +7,7 @@ deleted (a role assignment, which is how access is taken away) asks for a reason
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import AdminDateWidget
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, UserChangeForm
 from django.contrib.auth.models import Group, User
@@ -14,7 +15,17 @@ from django.http import HttpResponseRedirect
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
-from .models import Protocol, RoleAssignment, SignatureFailure, Site, WorkerHeartbeat
+from .accounts import expiry_of
+from .models import (
+    AccessEvent,
+    AccountProfile,
+    Protocol,
+    RoleAssignment,
+    SignatureFailure,
+    Site,
+    WorkerHeartbeat,
+)
+from .services import account_expiry_set
 
 DELETE_REASON_REQUIRED = _("Give a reason for deleting this record.")
 
@@ -131,11 +142,28 @@ class SignatureFailureAdmin(LogAdmin):
     list_select_related = ["user"]
 
 
+@admin.register(AccessEvent)
+class AccessEventAdmin(LogAdmin):
+    list_display = ["at", "kind", "username", "client_address", "detail"]
+    list_filter = ["kind"]
+    search_fields = ["username"]
+
+
 # --- Accounts ----------------------------------------------------------------------------------
 
 
 class AuditedUserChangeForm(ChangeReasonForm, UserChangeForm):
-    pass
+    expires_on = forms.DateField(
+        label=_("Account expires on"),
+        required=False,
+        widget=AdminDateWidget,
+        help_text=AccountProfile._meta.get_field("expires_on").help_text,
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial.setdefault("expires_on", expiry_of(self.instance))
 
 
 class AuditedPasswordChangeForm(ChangeReasonForm, AdminPasswordChangeForm):
@@ -179,10 +207,24 @@ class AuditedUserAdmin(AccountAdminMixin, UserAdmin, SimpleHistoryAdmin):
     form = AuditedUserChangeForm
     change_password_form = AuditedPasswordChangeForm
     change_user_password_template = "admin/audited_change_password.html"  # noqa: S105 - a path
-    fieldsets = (*UserAdmin.fieldsets, (_("Audit trail"), {"fields": ("change_reason",)}))
+    fieldsets = (
+        *UserAdmin.fieldsets,
+        (_("Account expiry"), {"fields": ("expires_on",)}),
+        (_("Audit trail"), {"fields": ("change_reason",)}),
+    )
     # Written by the system; an edit through the form would only drop their microseconds,
     # a change in the audit trail that nobody made.
     readonly_fields = ["last_login", "date_joined"]
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if "expires_on" in form.cleaned_data:  # the change form, not the add form
+            account_expiry_set(
+                account=form.instance,
+                expires_on=form.cleaned_data["expires_on"],
+                user=request.user,
+                reason=form.cleaned_data.get("change_reason", ""),
+            )
 
 
 class AuditedGroupForm(ChangeReasonForm, forms.ModelForm):

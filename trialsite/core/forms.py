@@ -1,10 +1,13 @@
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
 from django import forms
+from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from .models import Site
+from .accounts import account_expired, expiry_of, today_utc
+from .models import AccessEventKind, Site
+from .sessions import ENDED_EXPIRED, access_event_record
 
 
 def add_service_errors(form, exc: ValidationError) -> None:
@@ -38,3 +41,27 @@ class SiteForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.helper = FormHelper()
         self.helper.add_input(Submit("submit", _("Save")))
+
+
+class LoginForm(AuthenticationForm):
+    """Django's login form, which also refuses an expired account, saying so (only to whoever
+    gave its password: nobody else learns that the account exists)."""
+
+    def confirm_login_allowed(self, user):
+        super().confirm_login_allowed(user)
+        expires_on = expiry_of(user)
+        if account_expired(expires_on, today=today_utc()):
+            access_event_record(
+                kind=AccessEventKind.LOGIN_FAILED,
+                user=user,
+                request=self.request,
+                detail=ENDED_EXPIRED,
+            )
+            raise ValidationError(
+                _(
+                    "This account expired on %(date)s (UTC). "
+                    "Ask the trial administrator to extend it."
+                ),
+                code="account_expired",
+                params={"date": expires_on.isoformat()},
+            )

@@ -1,9 +1,11 @@
+from django.contrib.auth import logout
 from django.core.exceptions import PermissionDenied
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.cache import add_never_cache_headers
 
 from .access import access_for
 from .languages import SESSION_KEY
+from .sessions import ENDED_LIFETIME, LOGIN_AT_KEY, session_outlived
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -55,4 +57,21 @@ class UserLanguageMiddleware:
         if language:
             translation.activate(language)
             request.LANGUAGE_CODE = language
+        return self.get_response(request)
+
+
+class SessionLifetimeMiddleware:
+    """A session ends SESSION_ABSOLUTE_HOURS after its login, however active it has been (the
+    idle timeout is Django's session age). The user is logged out before any view runs, so
+    LoginRequiredMiddleware sends the request to the login page."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.user.is_authenticated and session_outlived(
+            request.session.get(LOGIN_AT_KEY), now=timezone.now()
+        ):
+            request.trial_session_ended = ENDED_LIFETIME
+            logout(request)
         return self.get_response(request)

@@ -185,5 +185,82 @@ class SignatureFailure(models.Model):
         return f"{self.user_id} @ {self.at:%Y-%m-%d %H:%M:%S}"
 
 
+class AccountProfile(AuditedModel):
+    """What the trial administrator decides about an account beyond Django's user: until when
+    it may be used (a monitor's contract, a visiting investigator)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account_profile"
+    )
+    expires_on = models.DateField(
+        _("account expires on"),
+        null=True,
+        blank=True,
+        help_text=_("From this date (00:00 UTC) the account can no longer log in. Empty: never."),
+    )
+
+    class Meta:
+        verbose_name = _("account profile")
+
+    def __str__(self) -> str:
+        return str(self.user)
+
+
+class AccessEventKind(models.TextChoices):
+    LOGIN = "login", _("Logged in")
+    LOGOUT = "logout", _("Logged out")
+    LOGIN_FAILED = "login_failed", _("Login failed")
+    LOCKED_OUT = "locked_out", _("Locked out")
+    SESSION_ENDED = "session_ended", _("Session ended")
+
+
+# A username that belongs to no account is kept as typed, but no longer than this: a password
+# typed into the username box by mistake must not land whole in the audit trail.
+TYPED_USERNAME_MAX = 32
+
+
+class AccessEvent(models.Model):
+    """A login, logout, failed login, lockout or ended session (21 CFR 11.10(d), 11.300(d)):
+    who, when (UTC), what, from which address. Never the password tried. A security log shown
+    on the audit page: written once, never changed."""
+
+    kind = models.CharField(_("event"), max_length=20, choices=AccessEventKind.choices)
+    at = models.DateTimeField(_("when"), db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="access_events",
+    )
+    # The account's username, or what was typed (truncated) when no account has it.
+    username = models.CharField(_("username"), max_length=150)
+    client_address = models.GenericIPAddressField(_("client address"), null=True, blank=True)
+    detail = models.CharField(_("detail"), max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("access event")
+        verbose_name_plural = _("access events")
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.username} {self.kind} @ {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class UserSession(models.Model):
+    """Which sessions belong to which user, written at login and removed at logout, so that
+    deactivating the user or taking a role away can end them at once whatever the session
+    backend (the backend's own store cannot be searched by user). Not trial data."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="trial_sessions"
+    )
+    session_key = models.CharField(max_length=40, unique=True)
+    started_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.user_id} @ {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
 # Accounts are where access is given and taken away: a superuser flag set, a group joined.
 audit_accounts(User, Group)

@@ -7,8 +7,10 @@ from heapq import merge
 from itertools import pairwise
 
 from django.apps import apps
+from django.utils.translation import gettext as _
 
 from .audit import changes_of, memberships_of, values_of
+from .models import AccessEvent
 
 
 @dataclass
@@ -43,6 +45,8 @@ def recent_changes(*, limit: int = 200, include_concealed: bool = False) -> list
     Models marked `audit_concealed` (the randomization lists: allocation concealment) are
     left out unless `include_concealed`, which only the trial administrator gets.
 
+    The access events (logins, logouts, failures, lockouts) are among them.
+
     Two queries per audited model, whatever the data: the newest records, and the histories
     of the records changed among them (for the field-by-field diffs); and one per
     many-to-many field a model's history keeps (a user's groups), for the memberships.
@@ -75,8 +79,29 @@ def recent_changes(*, limit: int = 200, include_concealed: bool = False) -> list
                 for r in records
             ]
         )
+    per_model.append(access_events(limit=limit))
     merged = merge(*per_model, key=lambda e: e.when, reverse=True)
     return [entry for _, entry in zip(range(limit), merged, strict=False)]
+
+
+def access_events(*, limit: int = 200) -> list[AuditEntry]:
+    """The newest logins, logouts, failed logins, lockouts and ended sessions, newest first,
+    as audit entries: who (the username, or what was typed), when, what, from which address.
+    One query."""
+    return [
+        AuditEntry(
+            when=event.at,
+            who=event.username,
+            model=str(AccessEvent._meta.verbose_name),
+            object=_("from %(address)s") % {"address": event.client_address}
+            if event.client_address
+            else "",
+            action=event.get_kind_display(),
+            reason=event.detail,
+            changes=[],
+        )
+        for event in AccessEvent.objects.order_by("-at", "-id")[:limit]
+    ]
 
 
 def record_history(model, pk: int) -> list[AuditEntry]:

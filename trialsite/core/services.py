@@ -1,12 +1,12 @@
 """Writes of the foundation: loading the protocol (each app's section through the registry),
-editing sites."""
+editing sites, an account's expiry date."""
 
 from functools import partial
 
 from django.db import transaction
 
 from .audit import audited_save
-from .models import Protocol, Site
+from .models import AccountProfile, Protocol, Site
 from .protocol import ProtocolDef, ProtocolInvalid, protocol_problems, sections
 
 
@@ -61,3 +61,15 @@ def site_update(*, site: Site, user, reason: str, **values) -> Site:
     for key, value in values.items():
         setattr(site, key, value)
     return audited_save(site, user=user, reason=reason)
+
+
+@transaction.atomic
+def account_expiry_set(*, account, expires_on, user, reason: str) -> AccountProfile | None:
+    """Set (or clear, with None) the date from which `account` can no longer log in. Writes
+    nothing when the date is unchanged (no profile and no date: none is created)."""
+    profile = AccountProfile.objects.filter(user=account).first()
+    if profile is None:
+        if expires_on is None:
+            return None
+        profile = AccountProfile(user=account)
+    return _sync(profile, {"expires_on": expires_on}, user=user, reason=reason)

@@ -1,0 +1,145 @@
+"""Sessions and the access events around them: when a session starts and must end, and the
+record of every login, logout, failed login, lockout and ended session.
+
+The idle timeout is Django's own (SESSION_COOKIE_AGE, renewed by every request); the absolute
+lifetime counts from the login, kept in the session, and is checked by
+`SessionLifetimeMiddleware`. Each session is registered against its user (`UserSession`), so
+that deactivating the user or taking a role away deletes their sessions from whatever store the
+session backend uses.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from importlib import import_module
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.http import HttpRequest
+from django.utils import timezone
+
+from .models import TYPED_USERNAME_MAX, AccessEvent, AccessEventKind, UserSession
+from .proxies import client_address
+
+# Seconds since the epoch (JSON-serialisable) at which the user logged in.
+LOGIN_AT_KEY = "_trial_login_at"
+
+# Why a session was ended by the system, for the audit trail (English: a log, like the reasons).
+ENDED_LIFETIME = "absolute session lifetime reached"
+ENDED_DEACTIVATED = "account deactivated"
+ENDED_ROLE_CHANGED = "role assignment removed or changed"
+ENDED_EXPIRED = "account expired"
+
+
+def absolute_lifetime() -> timedelta:
+    return timedelta(hours=settings.SESSION_ABSOLUTE_HOURS)
+
+
+def session_outlived(login_at: float | None, *, now: datetime) -> bool:
+    """A session with no recorded login time (started before the limit existed) has outlived
+    it too: the safe reading."""
+    if login_at is None:
+        return True
+    return now.timestamp() - login_at >= absolute_lifetime().total_seconds()
+
+
+def access_event_record(
+    *,
+    kind: str,
+    user=None,
+    username: str = "",
+    request: HttpRequest | None = None,
+    detail: str = "",
+) -> AccessEvent:
+    """One access event, written once. A username with no account is kept as typed, truncated
+    (a password typed into the wrong box must not reach the log whole)."""
+    if user is not None:
+        username = user.get_username()
+    else:
+        username = (username or "")[:TYPED_USERNAME_MAX]
+    event = AccessEvent(
+        kind=kind,
+        at=timezone.now(),
+        user=user,
+        username=username,
+        client_address=client_address(request) if request is not None else None,
+        detail=detail,
+    )
+    event.full_clean()
+    event.save()
+    return event
+
+
+def sessions_end(*, user, detail: str) -> int:
+    """Delete every registered session of `user` from the session store; returns how many.
+    Idempotent: a second call finds none."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    keys = list(UserSession.objects.filter(user=user).values_list("session_key", flat=True))
+    for key in keys:
+        store(session_key=key).delete(key)
+    UserSession.objects.filter(user=user, session_key__in=keys).delete()
+    if keys:
+        access_event_record(kind=AccessEventKind.SESSION_ENDED, user=user, detail=detail)
+    return len(keys)
+
+
+# --- Receivers, connected in CoreConfig.ready --------------------------------------------------
+
+
+def session_started(sender, request, user, **kwargs):
+    """At login: the clock of the absolute lifetime starts, the session is registered, and the
+    login recorded. Registrations older than the lifetime are dropped: their sessions are over."""
+    now = timezone.now()
+    request.session[LOGIN_AT_KEY] = now.timestamp()
+    if request.session.session_key is None:
+        request.session.save()
+    UserSession.objects.filter(user=user, started_at__lt=now - absolute_lifetime()).delete()
+    UserSession.objects.update_or_create(
+        session_key=request.session.session_key, defaults={"user": user, "started_at": now}
+    )
+    access_event_record(kind=AccessEventKind.LOGIN, user=user, request=request)
+
+
+def session_finished(sender, request, user, **kwargs):
+    """At logout, asked for or forced (`request.trial_session_ended` says why it was forced)."""
+    if request.session.session_key:
+        UserSession.objects.filter(session_key=request.session.session_key).delete()
+    if user is None:
+        return  # logging out without being logged in: nothing happened
+    ended = getattr(request, "trial_session_ended", "")
+    kind = AccessEventKind.SESSION_ENDED if ended else AccessEventKind.LOGOUT
+    access_event_record(kind=kind, user=user, request=request, detail=ended)
+
+
+def login_failed(sender, credentials, request=None, **kwargs):
+    """Django passes the credentials with the password already masked; only the username is
+    read from them."""
+    typed = str(credentials.get(get_user_model().USERNAME_FIELD, "") or "")
+    access_event_record(
+        kind=AccessEventKind.LOGIN_FAILED, user=_account(typed), username=typed, request=request
+    )
+
+
+def locked_out(sender, request, username, **kwargs):
+    typed = str(username or "")
+    access_event_record(
+        kind=AccessEventKind.LOCKED_OUT, user=_account(typed), username=typed, request=request
+    )
+
+
+def _account(username: str):
+    """The account with exactly this username, if any."""
+    model = get_user_model()
+    return model._default_manager.filter(**{model.USERNAME_FIELD: username}).first()
+
+
+def user_saved(sender, instance, created, **kwargs):
+    if not created and not instance.is_active:
+        sessions_end(user=instance, detail=ENDED_DEACTIVATED)
+
+
+def role_assignment_changed(sender, instance, created=False, **kwargs):
+    """A role taken away (deleted) or moved to another site or role ends the holder's
+    sessions: their next request meets the login page, and a new login reads the new roles."""
+    if not created:
+        sessions_end(user=instance.user, detail=ENDED_ROLE_CHANGED)
