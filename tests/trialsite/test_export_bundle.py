@@ -311,3 +311,15 @@ def test_audit_rows_name_the_participant_even_through_a_visit(seeded, tmp_path):
     sites = [r for r in rows if r["model"] == "trialsite.site"]
     assert sites and all(r["study_number"] == "" and r["changed_at"] == "" for r in sites)
     assert b"2026-" not in files["audit_trail.csv"]
+
+
+def test_visit_reminders_name_their_visit(seeded, tmp_path):
+    _manifest, files = write(tmp_path)
+    visits = {r["visit_id"]: r for r in csv_rows(files["visits.csv"])}
+    reminders = csv_rows(files["visit_reminders.csv"])
+    assert reminders
+    for reminder in reminders:
+        assert visits[reminder["visit_id"]]["visit_code"] == reminder["visit_code"]
+    # Recorded visits have their reminder cancelled.
+    day0 = next(iter(visits.values()))
+    assert {r["status"] for r in reminders if r["visit_id"] == day0["visit_id"]} <= {"cancelled"}

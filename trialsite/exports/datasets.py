@@ -68,6 +68,8 @@ from outcomes.models import (
     ScheduledVisit,
     VisitDefinition,
     VisitRecord,
+    VisitReminder,
+    VisitReminderStatus,
     VisitStatus,
     VitalStatus,
 )
@@ -736,6 +738,54 @@ DOSE_REMINDERS = Dataset(
 )
 
 
+def _visit_reminders(ctx: ExportContext):
+    queryset = VisitReminder.objects.select_related(
+        "scheduled_visit__participant__site", "scheduled_visit__definition"
+    ).order_by(
+        "scheduled_visit__participant__site__code",
+        "scheduled_visit__participant__sequence",
+        "due_at",
+        "pk",
+    )
+    queryset = ctx.scoped(queryset, "scheduled_visit__participant__site")
+    queryset = ctx.without_identifiers(queryset, "scheduled_visit__participant__")
+    return queryset.iterator(chunk_size=CHUNK)
+
+
+VISIT_REMINDERS = Dataset(
+    name="visit_reminders",
+    description=_("The reminder of each visit to the site's coordinators, and whether it went."),
+    columns=(
+        Column("reminder_id", INTEGER, "The reminder's number.", dig("pk")),
+        Column("visit_id", INTEGER, "The visit (visits).", dig("scheduled_visit_id")),
+        *participant_columns("scheduled_visit.participant"),
+        Column(
+            "visit_code",
+            CODE,
+            "The protocol's visit.",
+            dig("scheduled_visit.definition.code"),
+            choices=visit_codes,
+        ),
+        Column("due_at", DATETIME, "When it is to be sent (UTC).", dig("due_at")),
+        Column(
+            "status", CODE, "Delivery status.", dig("status"), choices=VisitReminderStatus.choices
+        ),
+        Column("attempts", INTEGER, "Delivery attempts.", dig("attempts")),
+        Column("sent_at", DATETIME, "When it was sent (UTC).", dig("sent_at")),
+        Column(
+            "cancelled_reason",
+            TEXT,
+            "Why it was cancelled.",
+            dig("cancelled_reason"),
+            free_text=True,
+        ),
+    ),
+    records=_visit_reminders,
+    participant_id=dig("scheduled_visit.participant_id"),
+    zone=zone_of("scheduled_visit.participant"),
+)
+
+
 def _visits(ctx: ExportContext):
     queryset = ScheduledVisit.objects.select_related(
         "participant__site", "definition", "record", "record__recorded_by"
@@ -1246,6 +1296,7 @@ DATASETS: dict[str, Dataset] = {
         ADMINISTRATIONS,
         DOSE_REMINDERS,
         VISITS,
+        VISIT_REMINDERS,
         ADVERSE_EVENTS,
         AE_RELATEDNESS,
         END_OF_STUDY,
