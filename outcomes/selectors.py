@@ -80,12 +80,19 @@ def visit_summary(participant: Participant) -> VisitSummary | None:
     )
     if not visits:
         return None
+    today = site_today(participant.site)
+    # A window that closed with no record is missed already, whether or not the minute's
+    # sweep has marked it yet.
+    closed = [v for v in visits if v.status in OPEN_VISIT_STATUSES and v.window_end < today]
     return VisitSummary(
         done=sum(v.status in ("done", "done_late") for v in visits),
         total=sum(v.status != "not_required" for v in visits),
-        missed=sum(v.status == "missed" for v in visits),
-        next_visit=next((v for v in visits if v.status in OPEN_VISIT_STATUSES), None),
-        today=site_today(participant.site),
+        missed=sum(v.status == "missed" for v in visits) + len(closed),
+        next_visit=next(
+            (v for v in visits if v.status in OPEN_VISIT_STATUSES and v.window_end >= today),
+            None,
+        ),
+        today=today,
     )
 
 

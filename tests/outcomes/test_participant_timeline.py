@@ -142,6 +142,9 @@ def test_the_story_in_date_order_with_what_is_due_next(msc, coordinator_a, clien
     due = page[page.index('data-testid="due-next"') : page.index('data-testid="timeline"')]
     assert re.search(r"list-group-item-danger[^>]*data-kind=\"visit_due\"", due)
     assert "Visit D1, Day 1" in due and "Visit D4, Day 4" in due
+    # The visits card agrees before the sweep marks day 1 missed.
+    assert "1 of 6 visits done" in page and "1 missed" in page
+    assert "Next: D4, 2026-03-14 – 2026-03-14" in page
     assert "17 h 00 min left" in page
 
 
