@@ -16,6 +16,8 @@ urlpatterns = [
     path("audit/", views.audit_log, name="audit_log"),
     path("audit/<str:label>/<int:pk>/", views.record_history, name="record_history"),
     path("users/", views.user_list, name="user_list"),
+    path("users/access-review/", views.access_review, name="access_review"),
+    path("users/access-review/csv/", views.access_review_csv, name="access_review_csv"),
     path("exports/", include("trialsite.exports.urls")),
     path("participants/", include("enrollment.urls")),
     path("arms/", include("arms.urls")),

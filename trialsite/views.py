@@ -1,11 +1,14 @@
+from datetime import UTC
+
 from django.apps import apps
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django.views.i18n import set_language
@@ -14,6 +17,7 @@ from arms.models import Arm
 from enrollment.models import EligibilityCriterion, Participant
 from enrollment.selectors import ready_to_randomize, signoffs_awaited
 
+from .access_review import access_review_csv_bytes
 from .core import selectors
 from .core.access import access_for, role_required, site_for_user, sites_for_user
 from .core.audit import AuditedModel
@@ -166,6 +170,22 @@ def user_list(request):
         Prefetch("role_assignments", queryset=RoleAssignment.objects.select_related("site"))
     )
     return render(request, "trialsite/user_list.html", {"users": users})
+
+
+@role_required(Role.ADMINISTRATOR)
+def access_review(request):
+    return render(request, "trialsite/access_review.html", {"rows": selectors.access_review()})
+
+
+@role_required(Role.ADMINISTRATOR)
+def access_review_csv(request):
+    """The access review as a CSV for the review's record: accounts and roles only, no patient
+    data; every text cell neutralised against spreadsheet formulas."""
+    stamp = timezone.now().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="access-review-{stamp}.csv"'
+    response.write(access_review_csv_bytes(selectors.access_review()))
+    return response
 
 
 @login_not_required  # the login page has the box too

@@ -31,6 +31,8 @@ MATRIX = {
     "site_edit_a": {"administrator"},
     "audit_log": {"data_manager", "monitor", "administrator"},
     "user_list": {"administrator"},
+    "access_review": {"administrator"},
+    "access_review_csv": {"administrator"},
     "exports:bundle": {"data_manager", "administrator"},
     # One record's history: whoever may see its participant.
     "record_history_a": {

@@ -167,6 +167,7 @@ def pages_by_role(ward: Ward) -> dict[str, list[str]]:
             "/home/administrator/",
             *shared,
             "/users/",
+            "/users/access-review/",
             "/audit/",
             "/exports/",
             "/sites/SHE/edit/",

@@ -1,16 +1,19 @@
-"""Reads that span models: the audit trail across every audited model."""
+"""Reads that span models: the audit trail across every audited model; the access review."""
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from heapq import merge
 from itertools import pairwise
 
 from django.apps import apps
+from django.contrib.auth import get_user_model
+from django.db.models import Prefetch
 from django.utils.translation import gettext as _
 
+from .accounts import account_expired, expiry_of, today_utc
 from .audit import changes_of, memberships_of, values_of
-from .models import AccessEvent
+from .models import AccessEvent, RoleAssignment
 
 
 @dataclass
@@ -155,3 +158,47 @@ def _previous_versions(model, changed: list) -> dict:
         for before, after in pairwise(history):
             previous[after.history_id] = before
     return previous
+
+
+# Multi-factor authentication is not built yet: every account says so, rather than nothing.
+MFA_NOT_ENROLLED = "not_enrolled"
+
+
+@dataclass
+class AccessReviewRow:
+    """One account as a periodic access review reads it."""
+
+    username: str
+    full_name: str
+    assignments: list  # RoleAssignment, with its site
+    is_active: bool
+    expires_on: date | None
+    expired: bool
+    last_login: datetime | None
+    mfa: str
+
+
+def access_review() -> list[AccessReviewRow]:
+    """Every account: which role it holds at which site, whether it may log in (active, not
+    expired), when it last did, and its MFA status. Two queries, however many accounts."""
+    today = today_utc()
+    assignments = RoleAssignment.objects.select_related("site").order_by("role", "site__code")
+    users = (
+        get_user_model()
+        ._default_manager.select_related("account_profile")
+        .prefetch_related(Prefetch("role_assignments", queryset=assignments))
+        .order_by("username")
+    )
+    return [
+        AccessReviewRow(
+            username=user.get_username(),
+            full_name=user.get_full_name(),
+            assignments=list(user.role_assignments.all()),
+            is_active=user.is_active,
+            expires_on=expiry_of(user),
+            expired=account_expired(expiry_of(user), today=today),
+            last_login=user.last_login,
+            mfa=MFA_NOT_ENROLLED,
+        )
+        for user in users
+    ]
