@@ -299,3 +299,14 @@ def test_a_bad_expiry_date_in_the_admin_is_an_error_not_a_crash(admin_client, co
     assert response.status_code == 200
     assert "expires_on" in response.context["adminform"].form.errors
     assert not AccountProfile.objects.filter(user=coordinator_a).exists()
+
+
+def test_the_admins_own_login_page_refuses_an_expired_account_too(client, administrator):
+    administrator.is_staff = True
+    administrator.save()
+    expire(administrator, date(2026, 12, 1))
+    with time_machine.travel(datetime(2026, 12, 1, 8, 0, tzinfo=UTC), tick=False):
+        response = client.post(reverse("admin:login"), {"username": "adam", "password": PASSWORD})
+    assert response.status_code == 200
+    assert "This account expired on 2026-12-01 (UTC)." in response.content.decode()
+    assert "_auth_user_id" not in client.session

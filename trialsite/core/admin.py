@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
 from .accounts import expiry_of
+from .forms import AdminLoginForm
 from .models import (
     AccessEvent,
     AccountProfile,
@@ -28,6 +29,8 @@ from .models import (
 from .services import account_expiry_set
 
 DELETE_REASON_REQUIRED = _("Give a reason for deleting this record.")
+
+admin.site.login_form = AdminLoginForm
 
 
 class ChangeReasonForm(forms.Form):

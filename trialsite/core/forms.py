@@ -1,6 +1,7 @@
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
@@ -43,9 +44,9 @@ class SiteForm(forms.ModelForm):
         self.helper.add_input(Submit("submit", _("Save")))
 
 
-class LoginForm(AuthenticationForm):
-    """Django's login form, which also refuses an expired account, saying so (only to whoever
-    gave its password: nobody else learns that the account exists)."""
+class AccountExpiryCheck:
+    """A login form that also refuses an expired account, saying so (only to whoever gave its
+    password: nobody else learns that the account exists)."""
 
     def confirm_login_allowed(self, user):
         super().confirm_login_allowed(user)
@@ -65,3 +66,11 @@ class LoginForm(AuthenticationForm):
                 code="account_expired",
                 params={"date": expires_on.isoformat()},
             )
+
+
+class LoginForm(AccountExpiryCheck, AuthenticationForm):
+    pass
+
+
+class AdminLoginForm(AccountExpiryCheck, AdminAuthenticationForm):
+    """The admin's own login page refuses an expired account too."""
