@@ -1,6 +1,9 @@
 """The arm roster as a django-tables2 table; its CSV is the same table's values."""
 
+from collections.abc import Callable
+
 import django_tables2 as tables
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -22,7 +25,6 @@ class RosterTable(tables.Table):
     study_number = tables.Column(
         accessor="participant__study_number",
         verbose_name=_("Study number"),
-        linkify=("arms:allocation_detail", [tables.A("participant__study_number")]),
         order_by=("participant__study_number",),
     )
     site = tables.Column(
@@ -117,6 +119,42 @@ class RosterTable(tables.Table):
     def __init__(self, *args, progress=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.progress: dict[int, ClinicalProgress] = progress or {}
+
+    def page_rows(self) -> list[tuple[str, str, list[tuple[str, str, object]]]]:
+        """The page's rows as _roster_table.html shows them: (study number, even/odd, cells),
+        a cell being (its td attributes, its column's header, its value). Each value comes from
+        its column's render method, called directly: django-tables2's own rows (`row.items`)
+        look up each cell's method and its signature per cell, which took longer than the
+        rest of the page (docs/benchmarks.md)."""
+        columns = [
+            (column.attrs["td"].as_html(), str(column.header), self._cell_value(column))
+            for column in self.columns
+        ]
+        return [
+            (
+                record.participant.study_number,
+                "odd" if index % 2 else "even",
+                [(td, header, value(record)) for td, header, value in columns],
+            )
+            for index, record in enumerate(self.page.object_list.data)
+        ]
+
+    def _cell_value(self, column) -> Callable:
+        render = getattr(self, f"render_{column.name}", None)
+        if render is not None:
+            return render
+        accessor, default, empty = column.accessor, column.default, column.column.empty_values
+
+        def value(record):
+            resolved = accessor.resolve(record, quiet=True)
+            return default if resolved in empty else resolved
+
+        return value
+
+    def render_study_number(self, record):
+        study_number = record.participant.study_number
+        url = reverse("arms:allocation_detail", args=[study_number])
+        return format_html('<a href="{}">{}</a>', url, study_number)
 
     def _progress(self, record) -> ClinicalProgress:
         return self.progress.get(record.participant_id, EMPTY)
