@@ -310,3 +310,22 @@ def test_the_admins_own_login_page_refuses_an_expired_account_too(client, admini
     assert response.status_code == 200
     assert "This account expired on 2026-12-01 (UTC)." in response.content.decode()
     assert "_auth_user_id" not in client.session
+
+
+def test_a_session_whose_key_changed_with_its_own_password_can_still_be_ended(
+    admin_client, administrator
+):
+    before = admin_client.session.session_key
+    url = reverse("admin:auth_user_password_change", args=[administrator.pk])
+    new = {"password1": "Another-horse-77", "password2": "Another-horse-77"}
+    data = {"usable_password": "true", "set-password": "1", "change_reason": "Rotated", **new}
+    assert admin_client.post(url, data).status_code == 302
+    after = admin_client.session.session_key
+    assert after != before  # Django cycles the key of the session that changed its password
+    assert list(UserSession.objects.values_list("session_key", flat=True)) == [after]
+    assert admin_client.get(reverse("site_list")).status_code == 200
+
+    administrator.is_active = False
+    administrator.save()
+    assert sent_to_login(admin_client.get(reverse("site_list")))
+    assert not Session.objects.filter(session_key=after).exists()

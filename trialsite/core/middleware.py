@@ -5,7 +5,7 @@ from django.utils.cache import add_never_cache_headers
 
 from .access import access_for
 from .languages import SESSION_KEY
-from .sessions import ENDED_LIFETIME, LOGIN_AT_KEY, session_outlived
+from .sessions import ENDED_LIFETIME, LOGIN_AT_KEY, session_key_followed, session_outlived
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -63,7 +63,8 @@ class UserLanguageMiddleware:
 class SessionLifetimeMiddleware:
     """A session ends SESSION_ABSOLUTE_HOURS after its login, however active it has been (the
     idle timeout is Django's session age). The user is logged out before any view runs, so
-    LoginRequiredMiddleware sends the request to the login page."""
+    LoginRequiredMiddleware sends the request to the login page. After the view, a session
+    whose key the view cycled is registered under its new key, so it can still be ended."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -74,4 +75,6 @@ class SessionLifetimeMiddleware:
         ):
             request.trial_session_ended = ENDED_LIFETIME
             logout(request)
-        return self.get_response(request)
+        response = self.get_response(request)
+        session_key_followed(request)
+        return response

@@ -10,7 +10,7 @@ session backend uses.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import import_module
 
 from django.conf import settings
@@ -23,6 +23,9 @@ from .proxies import client_address
 
 # Seconds since the epoch (JSON-serialisable) at which the user logged in.
 LOGIN_AT_KEY = "_trial_login_at"
+# The session key under which the session is registered: a key cycled since (a password
+# changed by its own user) is registered again under its new key.
+REGISTERED_KEY = "_trial_session_key"
 
 # Why a session was ended by the system, for the audit trail (English: a log, like the reasons).
 ENDED_LIFETIME = "absolute session lifetime reached"
@@ -83,6 +86,34 @@ def sessions_end(*, user, detail: str) -> int:
     return len(keys)
 
 
+def session_register(request: HttpRequest, user) -> None:
+    """Register the request's session against `user` under its current key (replacing the key
+    it was registered under before, if the key has changed)."""
+    if request.session.session_key is None:
+        request.session.save()
+    key = request.session.session_key
+    previous = request.session.get(REGISTERED_KEY)
+    if previous and previous != key:
+        UserSession.objects.filter(session_key=previous).delete()
+    login_at = request.session.get(LOGIN_AT_KEY)
+    started = datetime.fromtimestamp(login_at, UTC) if login_at else timezone.now()
+    UserSession.objects.update_or_create(
+        session_key=key, defaults={"user": user, "started_at": started}
+    )
+    request.session[REGISTERED_KEY] = key
+
+
+def session_key_followed(request: HttpRequest) -> None:
+    """After a request whose view cycled the session key (update_session_auth_hash), the
+    registration follows the new key. No query unless the key changed."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated or not hasattr(request, "session"):
+        return
+    registered = request.session.get(REGISTERED_KEY)
+    if registered and registered != request.session.session_key:
+        session_register(request, user)
+
+
 # --- Receivers, connected in CoreConfig.ready --------------------------------------------------
 
 
@@ -91,12 +122,8 @@ def session_started(sender, request, user, **kwargs):
     login recorded. Registrations older than the lifetime are dropped: their sessions are over."""
     now = timezone.now()
     request.session[LOGIN_AT_KEY] = now.timestamp()
-    if request.session.session_key is None:
-        request.session.save()
     UserSession.objects.filter(user=user, started_at__lt=now - absolute_lifetime()).delete()
-    UserSession.objects.update_or_create(
-        session_key=request.session.session_key, defaults={"user": user, "started_at": now}
-    )
+    session_register(request, user)
     access_event_record(kind=AccessEventKind.LOGIN, user=user, request=request)
 
 
