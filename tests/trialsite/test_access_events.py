@@ -124,3 +124,17 @@ def test_access_events_are_never_changed_or_deleted_in_the_admin(at_when, client
     delete = reverse("admin:trialsite_accessevent_delete", args=[event.pk])
     assert client.post(delete, {"post": "yes"}).status_code == 403
     assert AccessEvent.objects.count() == 1 + 1  # the administrator's own login
+
+
+def test_a_malformed_forwarded_address_is_left_out_and_the_login_still_works(
+    at_when, client, coordinator_a, settings
+):
+    settings.TRUSTED_PROXY_COUNT = 1
+    response = client.post(
+        reverse("login"),
+        {"username": "alice", "password": PASSWORD},
+        HTTP_X_FORWARDED_FOR="not-an-address",
+    )
+    assert response.status_code == 302
+    event = AccessEvent.objects.get()
+    assert (event.kind, event.client_address) == (AccessEventKind.LOGIN, None)

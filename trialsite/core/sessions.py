@@ -10,11 +10,13 @@ session backend uses.
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -59,13 +61,14 @@ def access_event_record(
     if user is not None:
         username = user.get_username()
     else:
-        username = (username or "")[:TYPED_USERNAME_MAX]
+        # NUL cannot be stored in PostgreSQL text; it is no part of any username.
+        username = (username or "").replace("\x00", "")[:TYPED_USERNAME_MAX]
     event = AccessEvent(
         kind=kind,
         at=timezone.now(),
         user=user,
         username=username,
-        client_address=client_address(request) if request is not None else None,
+        client_address=_address_of(request),
         detail=detail,
     )
     event.full_clean()
@@ -73,6 +76,17 @@ def access_event_record(
     return event
 
 
+def _address_of(request: HttpRequest | None) -> str | None:
+    """The client's address, or None when there is no request or what a proxy passed on is not
+    an address: a malformed header must not stop a login from being recorded."""
+    address = client_address(request) if request is not None else None
+    try:
+        return str(ipaddress.ip_address(address)) if address else None
+    except ValueError:
+        return None
+
+
+@transaction.atomic
 def sessions_end(*, user, detail: str) -> int:
     """Delete every registered session of `user` from the session store; returns how many.
     Idempotent: a second call finds none."""
@@ -117,6 +131,7 @@ def session_key_followed(request: HttpRequest) -> None:
 # --- Receivers, connected in CoreConfig.ready --------------------------------------------------
 
 
+@transaction.atomic
 def session_started(sender, request, user, **kwargs):
     """At login: the clock of the absolute lifetime starts, the session is registered, and the
     login recorded. Registrations older than the lifetime are dropped: their sessions are over."""
@@ -127,6 +142,7 @@ def session_started(sender, request, user, **kwargs):
     access_event_record(kind=AccessEventKind.LOGIN, user=user, request=request)
 
 
+@transaction.atomic
 def session_finished(sender, request, user, **kwargs):
     """At logout, asked for or forced (`request.trial_session_ended` says why it was forced)."""
     if request.session.session_key:
