@@ -165,9 +165,7 @@ def roster(user) -> QuerySet[Allocation]:
             site_field="participant__site",
         )
         .only(*ROSTER_FIELDS)
-        .annotate(
-            withdrawn=Exists(Withdrawal.objects.filter(participant=OuterRef("participant")))
-        )
+        .annotate(withdrawn=Exists(Withdrawal.objects.filter(participant=OuterRef("participant"))))
         .order_by("-randomized_at")
     )
 
