@@ -9,11 +9,13 @@ from html.parser import HTMLParser
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from arms import services
 from arms.models import Allocation
-from enrollment.models import Withdrawal
+from enrollment.models import Participant, Withdrawal
 from tests.factories import bulk_allocated
 from trialsite.core.clock import site_time_text, utc_offset
 
@@ -163,6 +165,38 @@ def test_the_columns_and_the_empty_later_columns(two_sites, investigator_a, clie
     # No doses scheduled (written in bulk), no WHO score, no AE: nothing, not a placeholder.
     assert first[8:12] == ["", "", "", ""]
     assert first[12] == "On study"
+
+
+def test_each_cell_names_its_column_and_the_study_number_links_to_the_allocation(
+    two_sites, investigator_a, client_for
+):
+    """On a phone the table shows one card per row, each value under its column's name."""
+    response = client_for(investigator_a).get(reverse("arms:roster"))
+    header, *rows = table_rows(response)
+    page = response.content.decode()
+    allocation = Allocation.objects.filter(participant__site__code="SHE").first()
+    number = allocation.participant.study_number
+    row = re.search(rf'<tr data-study-number="{number}"[^>]*>(.*?)</tr>', page, re.S)[1]
+    assert re.findall(r'<td[^>]*data-label="([^"]*)"', row) == header
+    assert f'<a href="{reverse("arms:allocation_detail", args=[number])}">{number}</a>' in row
+    assert re.findall(r'<td( class="[^"]*")? data-label="Site"', row) == [' class="col-secondary"']
+    assert len(rows) == 9
+
+
+def test_no_identifier_reaches_the_roster_not_even_its_query(two_sites, investigator_a, client_for):
+    """Names and MRNs are never on the roster, nor in its CSV, and its queries never read
+    them."""
+    client = client_for(investigator_a)
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(reverse("arms:roster")).content.decode()
+    exported = client.get(reverse("arms:roster_csv")).content.decode()
+    for name, mrn in Participant.objects.values_list("name", "mrn"):
+        for text in (page, exported):
+            assert name not in text and mrn not in text
+    for column in ("name", "mrn", "mrn_hash", "contact"):
+        assert not any(
+            f'"enrollment_participant"."{column}"' in query["sql"] for query in queries
+        ), column
 
 
 @pytest.mark.parametrize(
