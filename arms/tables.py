@@ -140,6 +140,8 @@ class RosterTable(tables.Table):
         ]
 
     def _cell_value(self, column) -> Callable:
+        """The column's render method (each takes the record and shows its own empty value),
+        or else its accessor's value, its default when empty, as django-tables2 shows it."""
         render = getattr(self, f"render_{column.name}", None)
         if render is not None:
             return render
