@@ -171,6 +171,8 @@ class ListEntry(AuditedModel):
 
     # Allocation concealment: its audit trail is the administrator's only (core.selectors).
     audit_concealed = True
+    # The audit page shows the entries created with a list as one row, "N entries created".
+    audit_collapse_created = "stratum__randomization_list"
 
     stratum = models.ForeignKey(Stratum, on_delete=models.PROTECT, related_name="entries")
     sequence = models.PositiveIntegerField(_("sequence"))

@@ -14,6 +14,7 @@ urlpatterns = [
     path("sites/<str:code>/edit/", views.site_edit, name="site_edit"),
     path("protocol/", views.protocol_detail, name="protocol_detail"),
     path("audit/", views.audit_log, name="audit_log"),
+    path("audit/export.csv", views.audit_log_csv, name="audit_log_csv"),
     path("audit/<str:label>/<int:pk>/", views.record_history, name="record_history"),
     path("users/", views.user_list, name="user_list"),
     path("users/access-review/", views.access_review, name="access_review"),

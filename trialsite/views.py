@@ -5,10 +5,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django.views.i18n import set_language
@@ -18,6 +19,8 @@ from enrollment.models import EligibilityCriterion, Participant
 from enrollment.selectors import ready_to_randomize, signoffs_awaited
 
 from .access_review import access_review_csv_bytes
+from .audit_review import PAGE_SIZE as AUDIT_PAGE_SIZE
+from .audit_review import AuditFilterForm, audit_csv_bytes, study_numbers
 from .core import selectors
 from .core.access import access_for, role_required, site_for_user, sites_for_user
 from .core.audit import AuditedModel
@@ -105,11 +108,33 @@ def protocol_detail(request):
     return render(request, "trialsite/protocol_detail.html", context)
 
 
+def _audit_trail(request):
+    """The audit trail as the filters of the request narrow it, and their form (with any
+    error beside its field)."""
+    concealed = access_for(request.user).has(Role.ADMINISTRATOR)
+    form = AuditFilterForm(request.GET or None, include_concealed=concealed)
+    trail = selectors.AuditTrail(form.audit_filter(), study_numbers=study_numbers)
+    return form, trail
+
+
 @role_required(Role.DATA_MANAGER, Role.MONITOR, Role.ADMINISTRATOR)
 def audit_log(request):
-    concealed = access_for(request.user).has(Role.ADMINISTRATOR)
-    entries = selectors.recent_changes(limit=200, include_concealed=concealed)
-    return render(request, "trialsite/audit_log.html", {"entries": entries})
+    form, trail = _audit_trail(request)
+    page = Paginator(trail, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"form": form, "page": page, "entries": page.object_list}
+    return render(request, "trialsite/audit_log.html", context)
+
+
+@role_required(Role.DATA_MANAGER, Role.MONITOR, Role.ADMINISTRATOR)
+def audit_log_csv(request):
+    """The filtered audit trail, every page of it, as CSV: English, times in UTC."""
+    form, trail = _audit_trail(request)
+    stamp = timezone.now().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="audit-trail-{stamp}.csv"'
+    with translation.override("en"):
+        response.write(audit_csv_bytes(trail))
+    return response
 
 
 def record_history(request, label: str, pk: int):

@@ -156,7 +156,7 @@ def test_the_audit_trail_says_an_identifier_changed_but_never_shows_it(
     assert b"Zhang Wei" not in page.content
 
 
-def test_the_audit_page_takes_the_same_queries_for_3_and_30_changes(
+def test_the_audit_page_takes_no_more_queries_for_30_changes_than_for_3(
     site_a, site_b, administrator, monitor, data_manager, client_for
 ):
     """Trial data, role assignments given and taken away, accounts and groups (with their
@@ -194,7 +194,9 @@ def test_the_audit_page_takes_the_same_queries_for_3_and_30_changes(
     changes(3)
     few = queries()
     changes(27)
-    assert queries() == few
+    # A query or two per kind of record on the page, never per row: with more rows, the
+    # older kinds (the data manager's login) leave the first page, so never more queries.
+    assert queries() <= few
     entries = client.get(reverse("audit_log")).context["entries"]
     assert {"site", "role assignment", "user", "group"} <= {e.model for e in entries}
 

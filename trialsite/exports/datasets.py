@@ -19,7 +19,7 @@ description is also shown on the export page, so it is translated.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -1188,11 +1188,14 @@ ENDPOINTS = Dataset(
 )
 
 
-def _participant_of_records(model) -> Callable[[int, Any], int | None] | None:
+def participant_of_records(
+    model, record_ids: Iterable[int] | None = None
+) -> Callable[[int, Any], int | None] | None:
     """How a history row of `model` names its participant: None for a record of no
     participant (a site, an account); else a function of (record id, the row's first step
     on `participant_path`). A path of more than one step is resolved through the records as
-    they stand, in one query (a deleted record's participant is then unknown)."""
+    they stand (only `record_ids`, when given), in one query (a deleted record's participant
+    is then unknown)."""
     path = getattr(model, "participant_path", None)
     if path is None:
         return None
@@ -1200,7 +1203,8 @@ def _participant_of_records(model) -> Callable[[int, Any], int | None] | None:
         return lambda record_id, _first: record_id
     if path == "participant":
         return lambda _record_id, first: first
-    through = dict(model.objects.values_list("pk", path).iterator(chunk_size=CHUNK))
+    records = model.objects.all() if record_ids is None else model.objects.filter(pk__in=record_ids)
+    through = dict(records.values_list("pk", path).iterator(chunk_size=CHUNK))
     return lambda record_id, _first: through.get(record_id)
 
 
@@ -1215,7 +1219,7 @@ def _audit_rows(ctx: ExportContext):
     for model in sorted(audited_models(), key=lambda m: m._meta.label_lower):
         if getattr(model, "audit_concealed", False) and not ctx.options.include_concealed:
             continue
-        participant_of = _participant_of_records(model)
+        participant_of = participant_of_records(model)
         path = getattr(model, "participant_path", None)
         first_step = path.split("__")[0] if path else "id"
         history = model.history.order_by("history_date", "history_id").values_list(
