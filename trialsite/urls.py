@@ -20,6 +20,7 @@ urlpatterns = [
     path("users/access-review/", views.access_review, name="access_review"),
     path("users/access-review/csv/", views.access_review_csv, name="access_review_csv"),
     path("exports/", include("trialsite.exports.urls")),
+    path("oversight/", include("trialsite.oversight.urls")),
     path("participants/", include("enrollment.urls")),
     path("arms/", include("arms.urls")),
     path("dosing/", include("dosing.urls")),

@@ -1,0 +1,1 @@
+"""Oversight pages: the live CONSORT flow diagram and the record-status grid."""
