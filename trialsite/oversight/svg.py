@@ -18,8 +18,8 @@ COLUMN = 300  # px width of a box
 MARGIN = 20
 
 
-def _box(x: int, y: int, lines: list[str], *, width: int = COLUMN) -> dict:
-    height = 2 * PAD + LINE * len(lines)
+def _box(x: int, y: int, lines: list[str], *, width: int = COLUMN, rows: int = 0) -> dict:
+    height = 2 * PAD + LINE * max(len(lines), rows)
     return {
         "x": x,
         "y": y,
@@ -57,6 +57,8 @@ def arm_lines(arm) -> tuple[list[str], list[str], list[str]]:
         _("Received the allocated intervention (n=%(n)s)") % {"n": arm.received},
         _("Did not receive it (n=%(n)s)") % {"n": arm.not_received_total},
     ]
+    if not arm.has_intervention:
+        allocation.insert(2, _("  (no study intervention: counted as received)"))
     allocation += [f"  {label} (n={n})" for _key, label, n in arm.not_received_rows]
     follow_up = [
         _("Lost to follow-up (n=%(n)s)") % {"n": arm.lost},
@@ -94,13 +96,16 @@ def layout(consort: Consort) -> dict:
         _arrow(mid, boxes[0]["bottom"], mid, side["y"]),
         _arrow(mid, side["bottom"], mid, boxes[2]["y"]),
     ]
+    stages = [arm_lines(arm) for arm in consort.arms]
+    # Each stage's boxes as tall as its tallest, so that the arms' stages line up.
+    tallest = [max((len(lines[k]) for lines in stages), default=1) for k in range(3)]
     bottom = top
-    for i, arm in enumerate(consort.arms):
+    for i, lines_of_arm in enumerate(stages):
         x = MARGIN + i * (COLUMN + MARGIN)
         arrows.append(_arrow(mid, boxes[2]["bottom"], x + COLUMN // 2, top))
         y = top
-        for lines in arm_lines(arm):
-            box = _box(x, y, lines)
+        for k, lines in enumerate(lines_of_arm):
+            box = _box(x, y, lines, rows=tallest[k])
             boxes.append(box)
             y = box["bottom"] + GAP
             arrows.append(_arrow(box["centre"], box["bottom"], box["centre"], y))
