@@ -30,6 +30,7 @@ MATRIX = {
     },
     "site_edit_a": {"administrator"},
     "audit_log": {"data_manager", "monitor", "administrator"},
+    "audit_log_csv": {"data_manager", "monitor", "administrator"},
     "user_list": {"administrator"},
     "access_review": {"administrator"},
     "access_review_csv": {"administrator"},

@@ -161,13 +161,13 @@ class AuditTrail:
             if collapse:
                 grouped = (
                     history.filter(history_type="+")
-                    .values(group=F(collapse))
+                    .values(i=F(collapse))
                     .annotate(
                         k=Value(-1 - index, IntegerField()),
                         w=Max("history_date"),
                         n=Count("history_id"),
                     )
-                    .values_list("k", "w", "group", "n")
+                    .values_list("k", "w", "i", "n")
                 )
                 parts.append(grouped)
                 history = history.exclude(history_type="+")
