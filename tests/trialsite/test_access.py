@@ -35,6 +35,10 @@ MATRIX = {
     "access_review": {"administrator"},
     "access_review_csv": {"administrator"},
     "exports:bundle": {"data_manager", "administrator"},
+    # Oversight: every role, each seeing the participants of its own sites.
+    "oversight:consort": set(ROLES),
+    "oversight:consort_svg": set(ROLES),
+    "oversight:record_status": set(ROLES),
     # One record's history: whoever may see its participant.
     "record_history_a": {
         "coordinator_a",

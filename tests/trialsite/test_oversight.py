@@ -323,3 +323,26 @@ def test_the_consort_page_at_1366_px(page, protocol, site_a, site_b, cast):
     page.goto("about:blank")
     page.set_content(f'<img alt="CONSORT" src="data:image/svg+xml;base64,{drawing}">')
     screenshot(page, "consort-svg")
+
+
+@pytest.mark.parametrize(
+    ("role", "home"),
+    [
+        ("coordinator_a", "coordinator"),
+        ("investigator_a", "investigator"),
+        ("data_manager", "data_manager"),
+        ("monitor", "monitor"),
+        ("administrator", "administrator"),
+    ],
+)
+def test_each_roles_home_page_links_to_both_pages(protocol, cast, client_for, role, home):
+    html = client_for(cast[role]).get(reverse("role_home", args=[home])).content.decode()
+    assert f'href="{CONSORT}"' in html
+    assert f'href="{GRID}"' in html
+
+
+def test_a_user_without_a_role_may_not_open_them(protocol, client_for):
+    from tests.factories import UserFactory
+
+    client = client_for(UserFactory())
+    assert [client.get(url).status_code for url in (CONSORT, SVG, GRID)] == [403, 403, 403]

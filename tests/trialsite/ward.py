@@ -111,7 +111,15 @@ def build_ward(*, site, cast) -> Ward:
 
 def pages_by_role(ward: Ward) -> dict[str, list[str]]:
     """Every list page and form page, per role, as that role reaches them."""
-    shared = ["/participants/", "/arms/roster/", "/sites/", "/sites/SHE/", "/protocol/"]
+    shared = [
+        "/participants/",
+        "/arms/roster/",
+        "/sites/",
+        "/sites/SHE/",
+        "/protocol/",
+        "/oversight/consort/",
+        "/oversight/record-status/",
+    ]
     return {
         "coordinator": [
             "/home/coordinator/",
