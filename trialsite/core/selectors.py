@@ -337,11 +337,6 @@ def _access_entry(event) -> AuditEntry:
     )
 
 
-def recent_changes(*, limit: int = 200, include_concealed: bool = False) -> list[AuditEntry]:
-    """The newest `limit` rows of the audit trail, newest first."""
-    return AuditTrail(AuditFilter(include_concealed=include_concealed))[:limit]
-
-
 def record_history(model, pk: int) -> list[AuditEntry]:
     """Every version of one record, oldest first: what it was created with, each change
     against the version before it, its deletion; identifiers never shown.
