@@ -1,11 +1,12 @@
 """The access matrix generated from the URLconf: every URL pattern of the project, for every
-role and a user with no role, on an object of the user's own site and of another site, by GET
-and by POST, with real objects.
+role, a user with no role and a visitor not logged in, on an object of the user's own site and
+of another site, by GET and by POST, with real objects.
 
 Each URL name has its expectation written in EXPECTATIONS; a pattern without one fails ("add
 the expectation for <name>"), so a new view cannot be forgotten. The rules checked on every
 request, whatever the table says:
 - another site's object is a 404 for a site-held role (coordinator, investigator): never a 200;
+- a visitor who is not logged in is sent to the login page, GET or POST;
 - a role outside a page's roles gets 403 (the view refuses on role before it looks the object
   up: `role_required`) or 404 (the lookup scoped to the role's sites finds nothing), as written
   for each page, on its own site's object and on another's;
@@ -45,8 +46,8 @@ from trialsite.core.services import protocol_load
 
 COORDINATOR, INVESTIGATOR = "coordinator", "investigator"
 DATA_MANAGER, MONITOR, ADMINISTRATOR = "data_manager", "monitor", "administrator"
-NO_ROLE = "no_role"
-ROLES = [COORDINATOR, INVESTIGATOR, DATA_MANAGER, MONITOR, ADMINISTRATOR, NO_ROLE]
+NO_ROLE, ANONYMOUS = "no_role", "anonymous"
+ROLES = [COORDINATOR, INVESTIGATOR, DATA_MANAGER, MONITOR, ADMINISTRATOR, NO_ROLE, ANONYMOUS]
 # Held at site A only: site B's objects are another site's.
 SITE_HELD = {COORDINATOR, INVESTIGATOR}
 # Refused every POST by the read-only middleware: a monitor, and a user with no role.
@@ -208,9 +209,12 @@ def _url_names(resolver: URLResolver, namespace: str = ""):
 URL_NAMES = sorted(set(_url_names(get_resolver())) - PUBLIC)
 
 ALLOWED = "not 403/404"  # a permitted request: the page, a redirect, a validation error
+LOGIN = "302 to the login page"
 
 
 def expected(expect: Expect, role: str, method: str, other_site: bool) -> int | str:
+    if role == ANONYMOUS:
+        return LOGIN  # before anything else, GET or POST, whatever the object
     if method == "get" and expect.post_only:
         return 405
     if method == "post" and role in READ_ONLY:
@@ -381,7 +385,8 @@ def test_access_matrix(matrix, name, role):
     if expect is None:
         pytest.fail(f"add the expectation for {name}")
     client = Client()
-    client.force_login(matrix.users[role])
+    if role != ANONYMOUS:
+        client.force_login(matrix.users[role])
     wards = (
         [(matrix.own, False), (matrix.other, True)] if expect.site_scoped else [(matrix.own, False)]
     )
@@ -401,6 +406,8 @@ def test_access_matrix(matrix, name, role):
                 wrong.append(f"{method.upper()} {url} shows {hidden}, of no site of the user")
             if want == ALLOWED:
                 ok = status not in (403, 404, 405)
+            elif want == LOGIN:
+                ok = status == 302 and response.url.startswith(f"{reverse('login')}?next=")
             else:
                 ok = status == want
             if not ok:
