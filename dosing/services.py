@@ -27,7 +27,7 @@ from django.utils.translation import gettext as _
 
 from arms.models import Arm
 from enrollment.models import Participant
-from trialsite.core.audit import audited_save
+from trialsite.core.audit import audited_bulk_create, audited_save
 from trialsite.core.clock import site_time_text
 from trialsite.core.languages import emails_by_language
 from trialsite.core.models import Role, RoleAssignment
@@ -109,52 +109,63 @@ def participant_dosing_schedule_create(
     zone = participant.site.zone
     lead_hours = list(arm.protocol.reminder_lead_hours)
     now = timezone.now()
-    doses: list[ScheduledDose] = []
-    reminders: list[Reminder] = []
-    for schedule in schedules:
+    plans = [
+        (schedule, plan)
+        for schedule in schedules
         for plan in rules.dose_plan(
             schedule, randomized_at=randomized_at, zone=zone, weight_kg=weight_kg, egfr=egfr
-        ):
-            dose = audited_save(
-                ScheduledDose(
-                    participant=participant,
-                    schedule=schedule,
-                    sequence=plan.sequence,
-                    study_day=plan.study_day,
-                    due_at=plan.due_at,
-                    window_start=plan.window_start,
-                    window_end=plan.window_end,
-                    randomized_at=randomized_at,
-                    # kg (2 places) x amount per kg (4 places): kept to the field's 4 places.
-                    planned_amount=plan.amount.quantize(AMOUNT_PLACES),
-                    amount_unit=plan.amount_unit,
-                    amount_note=plan.amount_note,
-                ),
-                user=user,
+        )
+    ]
+    # One INSERT for the doses and one for their history: a Paxlovid course is ten doses.
+    doses = audited_bulk_create(
+        [
+            ScheduledDose(
+                participant=participant,
+                schedule=schedule,
+                sequence=plan.sequence,
+                study_day=plan.study_day,
+                due_at=plan.due_at,
+                window_start=plan.window_start,
+                window_end=plan.window_end,
+                randomized_at=randomized_at,
+                # kg (2 places) x amount per kg (4 places): kept to the field's 4 places.
+                planned_amount=plan.amount.quantize(AMOUNT_PLACES),
+                amount_unit=plan.amount_unit,
+                amount_note=plan.amount_note,
             )
-            doses.append(dose)
-            for lead, send_at in rules.reminder_times(plan.due_at, lead_hours, not_before=now):
-                reminders.append(
-                    Reminder(
-                        scheduled_dose=dose,
-                        participant=participant,
-                        kind=ReminderKind.LEAD,
-                        lead_hours=lead,
-                        due_at=send_at,
-                    )
-                )
+            for schedule, plan in plans
+        ],
+        user=user,
+    )
+    reminders: list[Reminder] = []
+    for dose, (_schedule, plan) in zip(doses, plans, strict=True):
+        for lead, send_at in rules.reminder_times(plan.due_at, lead_hours, not_before=now):
             reminders.append(
                 Reminder(
                     scheduled_dose=dose,
                     participant=participant,
-                    kind=ReminderKind.OVERDUE,
-                    lead_hours=0,
-                    # The first instant after the window: the dose is overdue from then.
-                    due_at=plan.window_end + timedelta(microseconds=1),
+                    kind=ReminderKind.LEAD,
+                    lead_hours=lead,
+                    due_at=send_at,
                 )
             )
+        reminders.append(
+            Reminder(
+                scheduled_dose=dose,
+                participant=participant,
+                kind=ReminderKind.OVERDUE,
+                lead_hours=0,
+                # The first instant after the window: the dose is overdue from then.
+                due_at=plan.window_end + timedelta(microseconds=1),
+            )
+        )
+    # Their constraints are the database's to hold, as the doses' are (audited_bulk_create).
     for reminder in reminders:
-        reminder.full_clean(exclude=["scheduled_dose", "participant"])
+        reminder.full_clean(
+            exclude=["scheduled_dose", "participant"],
+            validate_unique=False,
+            validate_constraints=False,
+        )
     Reminder.objects.bulk_create(reminders)
     return doses
 

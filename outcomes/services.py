@@ -31,7 +31,7 @@ from dosing.rules import retry_delay
 from dosing.services import NoRecipients, participant_reminders_cancel
 from enrollment.models import Participant
 from trialsite.core.access import access_for
-from trialsite.core.audit import REASON_REQUIRED, audited_save
+from trialsite.core.audit import REASON_REQUIRED, audited_bulk_create, audited_save
 from trialsite.core.clock import site_time_text, site_today
 from trialsite.core.models import Protocol, Role, RoleAssignment
 from trialsite.core.signatures import signature_verify
@@ -85,10 +85,10 @@ def participant_visits_create(
     existing = list(ScheduledVisit.objects.filter(participant=participant))
     if existing:
         return existing
-    visits = []
-    reminders = []
-    for definition, window, day_zero in _visit_windows(participant, randomized_at, protocol):
-        visit = audited_save(
+    windows = list(_visit_windows(participant, randomized_at, protocol))
+    # One INSERT for the visits and one for their history, as for the doses.
+    visits = audited_bulk_create(
+        [
             ScheduledVisit(
                 participant=participant,
                 definition=definition,
@@ -96,18 +96,20 @@ def participant_visits_create(
                 due_on=window.due_on,
                 window_start=window.window_start,
                 window_end=window.window_end,
-            ),
-            user=user,
-            reason=_("Visit schedule created at randomization"),
-        )
-        visits.append(visit)
-        if rules.needs_reminder(window, day_zero):
-            reminders.append(
-                VisitReminder(
-                    scheduled_visit=visit,
-                    due_at=rules.reminder_at(window.window_start, participant.site.zone),
-                )
             )
+            for definition, window, _day_zero in windows
+        ],
+        user=user,
+        reason=_("Visit schedule created at randomization"),
+    )
+    reminders = [
+        VisitReminder(
+            scheduled_visit=visit,
+            due_at=rules.reminder_at(window.window_start, participant.site.zone),
+        )
+        for visit, (_definition, window, day_zero) in zip(visits, windows, strict=True)
+        if rules.needs_reminder(window, day_zero)
+    ]
     VisitReminder.objects.bulk_create(reminders)
     return visits
 

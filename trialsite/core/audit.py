@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from simple_history import register
 from simple_history.models import HistoricalRecords
 from simple_history.signals import pre_create_historical_record
-from simple_history.utils import get_m2m_reverse_field_name
+from simple_history.utils import bulk_create_with_history, get_m2m_reverse_field_name
 
 REASON_REQUIRED = _("Give a reason for changing this record.")
 
@@ -58,6 +58,30 @@ def audited_save(instance: AuditedModel, *, user=None, reason: str = "") -> Audi
         instance._history_user = user
     instance.save()
     return instance
+
+
+def audited_bulk_create(
+    instances: list[AuditedModel], *, user=None, reason: str = ""
+) -> list[AuditedModel]:
+    """New records of one model in one INSERT, and their history rows in one more, in the
+    caller's transaction: for what a service makes many of at once (a participant's doses
+    and visits at randomization). Each record is validated field by field first; its foreign
+    keys, unique and check constraints are left to the database, whose refusal rolls the
+    whole transaction back, where checking them here would cost queries per record."""
+    if not instances:
+        return []
+    model = type(instances[0])
+    relations = [f.name for f in model._meta.concrete_fields if f.is_relation]
+    for instance in instances:
+        if not instance._state.adding:
+            raise ValueError("audited_bulk_create makes new records only")
+        instance.full_clean(exclude=relations, validate_unique=False, validate_constraints=False)
+    return bulk_create_with_history(
+        instances,
+        model,
+        default_user=user if user is not None and user.is_authenticated else None,
+        default_change_reason=(reason or "").strip(),
+    )
 
 
 class AccountEvents(models.Model):
