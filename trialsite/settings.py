@@ -77,6 +77,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "trialsite.core.middleware.UserLanguageMiddleware",
     "trialsite.core.middleware.ReadOnlyRoleMiddleware",
+    "trialsite.core.middleware.RoleHeldMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",

@@ -113,14 +113,13 @@ def _trial(get, refused, kwargs=None, **more) -> Expect:
     return Expect(frozenset(get), refused, kwargs, **more)
 
 
-# A user with no role is read-only (as a monitor: every POST is 403). They may open the pages
-# that list what their sites hold (they hold none, so the lists are empty: checked below, no
-# study number on them) and the pages that belong to the whole trial and name no patient.
-SEES_NOTHING = ALL | {NO_ROLE}
+# A user with no role opens the home page, which tells them so, and nothing else: every other
+# page is a 403 (trialsite.core.middleware.RoleHeldMiddleware), GET or POST.
+SEES_NOTHING = ALL
 
 EXPECTATIONS: dict[str, Expect] = {
     # --- The composition: home, sites, protocol, audit, users, exports
-    "home": _trial(SEES_NOTHING, 403),
+    "home": _trial(ALL | {NO_ROLE}, 403),
     # Another role's home page sends the user to their own: a redirect, not a refusal.
     "role_home": _trial({COORDINATOR}, 302, lambda w: {"role": COORDINATOR}),
     "site_list": _trial(SEES_NOTHING, 403),
@@ -215,6 +214,8 @@ LOGIN = "302 to the login page"
 def expected(expect: Expect, role: str, method: str, other_site: bool) -> int | str:
     if role == ANONYMOUS:
         return LOGIN  # before anything else, GET or POST, whatever the object
+    if role == NO_ROLE and NO_ROLE not in expect.get:
+        return 403  # the role-held middleware, before any view, GET or POST
     if method == "get" and expect.post_only:
         return 405
     if method == "post" and role in READ_ONLY:

@@ -182,11 +182,13 @@ def test_who_may_read_a_records_history(refusal, cast, client_for, role, status)
     assert client_for(cast[role]).get(url).status_code == status
 
 
-def test_a_user_without_a_role_gets_a_404(refusal, client_for):
+def test_a_user_without_a_role_is_refused(refusal, client_for):
     from tests.factories import UserFactory
 
     url = reverse("record_history", args=["enrollment.consentrefusal", refusal.pk])
-    assert client_for(UserFactory()).get(url).status_code == 404
+    response = client_for(UserFactory()).get(url)
+    assert response.status_code == 403
+    assert refusal.participant.study_number.encode() not in response.content
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,28 @@ class ReadOnlyRoleMiddleware:
         return self.get_response(request)
 
 
+class RoleHeldMiddleware:
+    """A user with no role in the trial sees the home page, which says so, and nothing else:
+    every other page is refused, whatever the view would show (an empty list, the protocol).
+    Logging out, choosing a language and the admin (which checks its own staff) stay open."""
+
+    ALLOWED_PATHS = ("/accounts/", "/i18n/", "/admin/", "/healthz")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if (
+            request.user.is_authenticated
+            and request.path != "/"
+            and not request.path.startswith(self.ALLOWED_PATHS)
+            and not request.user.is_superuser
+            and not access_for(request.user).roles
+        ):
+            raise PermissionDenied
+        return self.get_response(request)
+
+
 class NoStoreMiddleware:
     """Pages show patient data: neither the browser nor a proxy keeps a copy, so that Back on a
     shared ward tablet after logging out brings nothing back. Every page, the login page too;
