@@ -156,7 +156,7 @@ def test_a_chinese_ward_enrolls_randomizes_and_doses_on_a_phone(
 
         log_in(page, investigator_a)
         page.goto("/participants/SHE-0001/")
-        page.get_by_role("link", name="签字确认入组资格").click()
+        page.get_by_role("link", name="签字确认入组资格", exact=True).click()
         assert "我确认该患者符合入组条件。" in page.content()
         page.fill("#id_password", PASSWORD)
         screenshot(page, "zh-8-investigator-signs-off")
