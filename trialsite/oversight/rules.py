@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 
 from django.utils.translation import gettext_lazy as _
 
-# End-of-study reasons (outcomes.EndReason values), grouped as CONSORT groups them.
-ANALYSED_ENDS = ("completed", "died")
-LOST_ENDS = ("lost",)
-DISCONTINUED_ENDS = ("withdrew", "investigator")
+from outcomes.models import EndReason
+
+# End-of-study reasons, grouped as CONSORT groups them.
+ANALYSED_ENDS = (EndReason.COMPLETED, EndReason.DIED)
+LOST_ENDS = (EndReason.LOST,)
+DISCONTINUED_ENDS = (EndReason.WITHDREW, EndReason.INVESTIGATOR)
 
 # Why an allocated participant did not receive the intervention.
 NOT_RECEIVED_ENDED = "ended"  # the study ended before any dose
