@@ -54,16 +54,22 @@ def test_the_sweep_marks_missed_visits_and_sends_a_due_reminder_once(
     visits_sweep.delay()
     visits_sweep.delay()  # a duplicated beat tick: nothing twice
 
+    def reminder_mail() -> str:
+        # The folder also holds the allocation's notice to the investigators: the visit
+        # reminders are the messages carrying their header.
+        messages = [p.read_text() for p in worker_mail.glob("*.log")]
+        return "".join(m for m in messages if "X-Visit-Reminder-Id" in m)
+
     def swept():
+        # The row is claimed (sent, with its time) before the message is written: wait for both.
         sent = VisitReminder.objects.get(pk=reminder.pk).status == VisitReminderStatus.SENT
         missed = set(visits.filter(status=VisitStatus.MISSED).values_list("study_day", flat=True))
-        return sent and missed == {0, 1}
+        return (
+            sent and missed == {0, 1} and f"X-Visit-Reminder-Id: {reminder.pk}" in reminder_mail()
+        )
 
     assert wait_for(swept), (celery_worker_process.args, "the worker did not sweep within 60 s")
-    # The folder also holds the allocation's notice to the investigators: the visit reminders
-    # are the messages carrying their header.
-    messages = [p.read_text() for p in worker_mail.glob("*.log")]
-    text = "".join(m for m in messages if "X-Visit-Reminder-Id" in m)
+    text = reminder_mail()
     assert text.count(f"X-Visit-Reminder-Id: {reminder.pk}") == 1
     assert f"To: {coordinator_a.email}" in text
     assert investigator_a.email not in text
