@@ -74,6 +74,10 @@ def test_without_a_proxy_a_forged_forwarded_for_does_not_dodge_the_lockout(
         (1, f"192.0.2.1,{CLIENT_X}", CLIENT_X),
         (2, f"192.0.2.1, {CLIENT_X}, 10.0.0.1", CLIENT_X),
         (2, "10.0.0.1", PROXY),  # fewer hops than proxies: the header is not trusted
+        # Not an address: none, rather than a value the address columns refuse (PostgreSQL).
+        (1, "not-an-address", None),
+        (1, f"{CLIENT_X}, 300.1.2.3", None),
+        (1, "2001:db8::1", "2001:db8::1"),
     ],
 )
 def test_client_address(settings, proxies, forwarded_for, address):

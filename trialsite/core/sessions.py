@@ -10,7 +10,6 @@ session backend uses.
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
 
@@ -77,13 +76,9 @@ def access_event_record(
 
 
 def _address_of(request: HttpRequest | None) -> str | None:
-    """The client's address, or None when there is no request or what a proxy passed on is not
-    an address: a malformed header must not stop a login from being recorded."""
-    address = client_address(request) if request is not None else None
-    try:
-        return str(ipaddress.ip_address(address)) if address else None
-    except ValueError:
-        return None
+    """The client's address; None when there is no request or what a proxy passed on is not
+    an address (a malformed header must not stop a login from being recorded)."""
+    return client_address(request) if request is not None else None
 
 
 @transaction.atomic
