@@ -10,7 +10,6 @@ from enrollment.models import OFF_STUDY_SCOPES
 from enrollment.signals import Panel, participant_panels, participant_timeline, withdrawal_recorded
 
 from .models import EndReason
-from .rules import time_left_text
 from .selectors import (
     end_of_study,
     participant_adverse_events,
@@ -20,6 +19,7 @@ from .selectors import (
     roster_who_scores,
     sae_alerts_for_user,
     visit_summary,
+    with_report_clock,
 )
 from .services import participant_study_end, participant_visits_create, participant_visits_stop
 from .timeline import adverse_event_entries, visit_entries
@@ -114,8 +114,5 @@ def sae_alerts_section(sender, *, user, site_code, study_number, **kwargs):
     now = timezone.now()
     alerts = sae_alerts_for_user(user, site_code=site_code, study_number=study_number)
     for alert in alerts:
-        event = alert.adverse_event
-        if event.report_open:
-            event.time_left = time_left_text(event.report_due_at, now)
-            event.report_late = event.report_due_at < now
+        with_report_clock(alert.adverse_event, now)
     return [Panel("outcomes/_sae_alerts.html", {"alerts": alerts})]

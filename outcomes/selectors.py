@@ -323,3 +323,12 @@ def sae_alerts_for_user(user, *, site_code: str = "", study_number: str = "") ->
     if study_number:
         alerts = alerts.filter(adverse_event__participant__study_number=study_number)
     return list(alerts.order_by("-due_at", "-pk")[:100])
+
+
+def with_report_clock(adverse_event: AdverseEvent, now) -> AdverseEvent:
+    """Sets `time_left` and `report_late` on a serious event whose report is still open, for
+    the pages that show its 24-hour clock."""
+    if adverse_event.report_open:
+        adverse_event.time_left = rules.time_left_text(adverse_event.report_due_at, now)
+        adverse_event.report_late = adverse_event.report_due_at < now
+    return adverse_event

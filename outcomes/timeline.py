@@ -8,8 +8,9 @@ from django.utils.translation import gettext as _
 from enrollment.signals import TimelineEntry
 from trialsite.core.clock import site_today
 
-from .models import AdverseEvent, EndOfStudy, ScheduledVisit, VisitStatus
+from .models import AdverseEvent, ScheduledVisit, VisitStatus
 from .rules import time_left_text
+from .selectors import end_of_study
 
 
 def visit_entries(participant) -> list[TimelineEntry]:
@@ -143,7 +144,7 @@ def adverse_event_entries(participant, *, now=None) -> list[TimelineEntry]:
                     overdue=due_at < now,
                 )
             )
-    end = EndOfStudy.objects.filter(participant=participant).first()
+    end = end_of_study(participant)
     if end is not None:
         entries.append(
             TimelineEntry(

@@ -153,20 +153,14 @@ def _site_investigator(user, participant) -> bool:
     return participant.site_id in (access_for(user).site_ids(Role.INVESTIGATOR) or ())
 
 
-def _open_report(adverse_event, now):
-    if adverse_event.report_open:
-        adverse_event.time_left = rules.time_left_text(adverse_event.report_due_at, now)
-        adverse_event.report_late = adverse_event.report_due_at < now
-    return adverse_event
-
-
 def ae_list(request, study_number: str):
     participant = participant_for_user(request.user, study_number)
     now = timezone.now()
     context = {
         "participant": participant,
         "adverse_events": [
-            _open_report(ae, now) for ae in selectors.participant_adverse_events(participant)
+            selectors.with_report_clock(ae, now)
+            for ae in selectors.participant_adverse_events(participant)
         ],
         "reactions": selectors.reactions_to_report(participant),
         "end": selectors.end_of_study(participant),
@@ -342,7 +336,7 @@ def ae_report(request, pk: int):
             return redirect("outcomes:ae_list", participant.study_number)
     context = {
         "participant": participant,
-        "adverse_event": _open_report(adverse_event, timezone.now()),
+        "adverse_event": selectors.with_report_clock(adverse_event, timezone.now()),
         "form": form,
     }
     return render(request, "outcomes/ae_report.html", context)
@@ -350,7 +344,9 @@ def ae_report(request, pk: int):
 
 def ae_open_reports(request):
     now = timezone.now()
-    reports = [_open_report(ae, now) for ae in selectors.open_sae_reports(request.user)]
+    reports = [
+        selectors.with_report_clock(ae, now) for ae in selectors.open_sae_reports(request.user)
+    ]
     return render(request, "outcomes/ae_open_reports.html", {"reports": reports, "now": now})
 
 
