@@ -996,9 +996,16 @@ ADVERSE_EVENTS = Dataset(
 
 
 def _relatedness(ctx: ExportContext):
+    # In participant order, as every participant's dataset is: the ODM file walks them
+    # side by side, participant by participant.
     queryset = InterventionRelatedness.objects.select_related(
         "assessment__adverse_event__participant__site"
-    ).order_by("assessment__adverse_event_id", "pk")
+    ).order_by(
+        "assessment__adverse_event__participant__site__code",
+        "assessment__adverse_event__participant__sequence",
+        "assessment__adverse_event_id",
+        "pk",
+    )
     queryset = ctx.scoped(queryset, "assessment__adverse_event__participant__site")
     queryset = ctx.without_identifiers(queryset, "assessment__adverse_event__participant__")
     return queryset.iterator(chunk_size=CHUNK)
