@@ -35,3 +35,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
 ]
+
+# A database that cannot be reached (a restart, a fail-over) is a 503 asking to retry.
+handler500 = "trialsite.core.errors.server_error"
