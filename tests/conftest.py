@@ -169,11 +169,58 @@ def cast(coordinator_a, investigator_a, coordinator_b, data_manager, monitor, ad
     }
 
 
+def totp_device_for(user):
+    """The user's authenticator app (a real django-otp TOTP device), made for them if their
+    roles or sites need a second factor and they have none; None when they need none."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from trialsite.core.mfa import TOTP_NAME, mfa_required
+
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).order_by("pk").first()
+    if device is not None:
+        return device
+    # A fresh copy: the fixture's user object may carry roles cached before the test changed them.
+    if not mfa_required(type(user)._default_manager.get(pk=user.pk)):
+        return None
+    return TOTPDevice.objects.create(user=user, name=TOTP_NAME, confirmed=True)
+
+
+def totp_code(device) -> str:
+    """The code the user's authenticator app would show now, computed from the device's key as
+    the app does (RFC 6238). A code already accepted is refused as a replay, so after a login in
+    this same 30-second step, the next step's code is given (the device accepts one step ahead)."""
+    from django_otp.oath import hotp
+
+    device.refresh_from_db()
+    now_t = (int(time.time()) - device.t0) // device.step + device.drift
+    t = max(now_t, device.last_t + 1)
+    if t > now_t + device.tolerance:
+        raise AssertionError(
+            f"{device.user} logged in more than {device.tolerance + 1} times within one "
+            "30-second step of a stopped clock: every code of that step is used"
+        )
+    return f"{hotp(device.bin_key, t, digits=device.digits):0{device.digits}d}"
+
+
+def verified_login(client, user):
+    """Log `user` in on a test client, with the second factor where they need one: Django's
+    login, then django-otp's login of their real TOTP device into the session (what
+    `django_otp.login(request, device)` writes after a code is accepted)."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    client.force_login(user)
+    device = totp_device_for(user)
+    if device is not None:
+        session = client.session
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+        session.save()
+    return client
+
+
 @pytest.fixture
 def client_for(client):
     def login(user):
-        client.force_login(user)
-        return client
+        return verified_login(client, user)
 
     return login
 
@@ -302,15 +349,27 @@ def page(chromium, live_server, request):
 
 
 def log_in(page, user, password: str = "") -> None:
-    """Through the real login form, as a person would."""
+    """Through the real login form, as a person would, and for a user who needs a second
+    factor, the code their authenticator app shows (computed from the device's key)."""
     from tests.factories import PASSWORD
 
     page.goto("/accounts/login/")
+    device = totp_device_for(user)
     page.fill("#id_username", user.username)
     page.fill("#id_password", password or PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_selector("[data-testid=current-user]")
 
+    if device is not None:
+        second_factor(page, device)
+
+
+def second_factor(page, device) -> None:
+    """On the page that asks for the second factor: enter the app's current code."""
+    page.wait_for_selector("[data-testid=mfa-verify]")
+    page.fill("#id_code", totp_code(device))
+    page.locator("[data-testid=mfa-verify] button[type=submit]").click()
+    page.wait_for_url(lambda url: "/accounts/mfa/" not in url)
 
 def screenshot(page, name: str) -> Path:
     path = OUTPUT_DIR / "screenshots" / f"{name}.png"

@@ -18,7 +18,8 @@ COLUMNS = [
     "account_expires_on",
     "account_expired",
     "last_login_utc",
-    "mfa",
+    "mfa",  # the second factor set up: totp or none
+    "mfa_required",
 ]
 
 
@@ -37,6 +38,7 @@ def row_cells(row: AccessReviewRow) -> list[str]:
         _yes_no(row.expired),
         row.last_login.astimezone(UTC).isoformat(timespec="seconds") if row.last_login else "",
         text_cell(row.mfa),
+        _yes_no(row.mfa_required),
     ]
 
 

@@ -54,6 +54,10 @@ INSTALLED_APPS = [
     "health_check",
     # The foundation first, then the apps in the order they stand on each other, then the
     # composition that knows them all.
+    # The second factor: authenticator-app codes (TOTP) and single-use recovery codes.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "trialsite.core",
     "enrollment",
     "arms",
@@ -77,7 +81,12 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "trialsite.core.middleware.UserLanguageMiddleware",
     "trialsite.core.middleware.ReadOnlyRoleMiddleware",
+    # request.user.is_verified(): whether this session has passed the second factor.
+    "django_otp.middleware.OTPMiddleware",
     "trialsite.core.middleware.RoleHeldMiddleware",
+    # Before any other check on the user: an unverified session reaches nothing but the
+    # second-factor pages and logging out, whatever view a later change adds.
+    "trialsite.core.middleware.SecondFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
@@ -163,6 +172,12 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_ABSOLUTE_HOURS = env.int("SESSION_ABSOLUTE_HOURS", default=12)
 
 # --- HTTPS and cookies: secure unless DEBUG ---------------------------------------------------
+# The second factor (trialsite/core/mfa.py). A wrong code doubles the wait before the next
+# try on that device (1 s, 2 s, 4 s ...): django-otp's throttling.
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Trialsite NCT05682586")
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
+
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)

@@ -30,6 +30,7 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", HealthzView.as_view(), name="healthz"),
+    path("accounts/mfa/", include("trialsite.mfa.urls")),
     # Under /i18n/, which a read-only monitor may post to: choosing a language changes no data.
     path("i18n/language/", views.language_set, name="language_set"),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from arms import services
 from arms.models import Allocation
+from tests.conftest import verified_login
 from tests.factories import bulk_allocated
 from trialsite.core.audit import audited_save
 from trialsite.core.languages import SESSION_KEY
@@ -48,7 +49,7 @@ def test_the_roster_csv_is_english_on_a_chinese_page(
     active_list, site_a, coordinator_a, investigator_a, client
 ):
     bulk_allocated(site=site_a, user=coordinator_a, randomization_list=active_list, count=2)
-    client.force_login(investigator_a)
+    verified_login(client, investigator_a)
     session = client.session
     session[SESSION_KEY] = "zh-hans"
     session.save()

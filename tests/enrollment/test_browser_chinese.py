@@ -15,7 +15,7 @@ from arms.models import Allocation, ListEntry
 from arms.services import randomization_list_activate, randomization_list_generate
 from dosing.models import Administration
 from enrollment.models import Consent
-from tests.conftest import screenshot
+from tests.conftest import screenshot, second_factor, totp_device_for
 from tests.factories import PASSWORD, ConsentVersionFactory
 from trialsite.core.audit import audited_save
 from trialsite.core.clock import site_today
@@ -72,11 +72,14 @@ def phone(chromium, live_server, request):
 
 
 def log_in(page, user):
+    device = totp_device_for(user)
     page.goto("/accounts/login/")
     page.fill("#id_username", user.username)
     page.fill("#id_password", PASSWORD)
     page.locator("main form [type=submit]").click()
     page.wait_for_selector("[data-testid=current-user]", state="attached")
+    if device is not None:
+        second_factor(page, device)
 
 
 def open_menu(page):

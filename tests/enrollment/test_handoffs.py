@@ -18,6 +18,7 @@ from enrollment.models import (
     SignoffNoticeStatus,
 )
 from enrollment.tasks import signoff_notices_sweep
+from tests.conftest import verified_login
 from tests.enrollment.conftest import MRN, NAME, eligible_answers
 from tests.factories import PASSWORD, ParticipantFactory, ready_participant, user_with_role
 from trialsite.celery import app
@@ -204,7 +205,7 @@ def test_the_investigator_signs_from_the_queue_and_the_coordinator_sees_ready_to
     signoff_url = reverse("enrollment:eligibility_signoff", args=["SHE-0001"])
     randomize_url = reverse("arms:randomize", args=["SHE-0001"])
 
-    client.force_login(investigator_a)
+    verified_login(client, investigator_a)
     awaited = queue(home(client, Role.INVESTIGATOR))
     assert f'<a class="study-number" href="{signoff_url}">SHE-0001</a>' in awaited
     assert f'<td data-label="Date of screening">{screening.screening_date.isoformat()}</td>' in (
@@ -212,23 +213,23 @@ def test_the_investigator_signs_from_the_queue_and_the_coordinator_sees_ready_to
     )
     assert '<td data-label="Screened by">' + coordinator_a.get_full_name() in awaited
     assert NAME not in awaited
-    client.force_login(investigator_b)
+    verified_login(client, investigator_b)
     assert "SHE-0001" not in queue(home(client, Role.INVESTIGATOR))
-    client.force_login(coordinator_a)
+    verified_login(client, coordinator_a)
     assert "SHE-0001" not in ready(home(client, Role.COORDINATOR))
 
-    client.force_login(investigator_a)
+    verified_login(client, investigator_a)
     response = client.post(signoff_url, {"password": PASSWORD}, follow=True)
     assert [str(m) for m in response.context["messages"]] == ["Eligibility signed off."]
     awaited = queue(home(client, Role.INVESTIGATOR))
     assert "SHE-0001" not in awaited
     assert "No screening is waiting for your sign-off." in awaited
 
-    client.force_login(coordinator_a)
+    verified_login(client, coordinator_a)
     listed = ready(home(client, Role.COORDINATOR))
     assert f'href="{randomize_url}">Randomize</a>' in listed
     assert ">SHE-0001</a>" in listed
-    client.force_login(coordinator_b)
+    verified_login(client, coordinator_b)
     assert "SHE-0001" not in ready(home(client, Role.COORDINATOR))
     assert "Nobody is ready to randomize." in ready(home(client, Role.COORDINATOR))
 
@@ -240,7 +241,7 @@ def test_a_participant_held_at_the_gate_is_not_ready_to_randomize(
     alone, decides."""
     screen(participant_a, coordinator_a)
     services.eligibility_signoff(participant=participant_a, user=investigator_a, password=PASSWORD)
-    client.force_login(coordinator_a)
+    verified_login(client, coordinator_a)
     assert "SHE-0001" not in ready(home(client, Role.COORDINATOR))
     consent(participant_a, coordinator_a, consent_version)
     assert "SHE-0001" in ready(home(client, Role.COORDINATOR))

@@ -7,6 +7,7 @@ import pytest
 import time_machine
 from django.urls import reverse
 
+from tests.conftest import verified_login
 from tests.factories import PASSWORD
 from trialsite.core.models import AccessEvent, AccessEventKind
 
@@ -94,7 +95,7 @@ def test_access_events_are_on_the_audit_page(at_when, client, coordinator_a, dat
     login(client, "alice", SECRET)
     login(client, "alice", PASSWORD)
     client.post(reverse("logout"), REMOTE_ADDR=ADDRESS)
-    client.force_login(data_manager)
+    verified_login(client, data_manager)
     page = client.get(reverse("audit_log"))
     entries = [
         (e.who, e.model, e.object, e.action, e.when)
@@ -116,7 +117,7 @@ def test_access_events_are_never_changed_or_deleted_in_the_admin(at_when, client
     event = AccessEvent.objects.get()
     administrator.is_staff = administrator.is_superuser = True
     administrator.save()
-    client.force_login(administrator)
+    verified_login(client, administrator)
     url = reverse("admin:trialsite_accessevent_change", args=[event.pk])
     assert client.get(url).status_code == 200  # read
     client.post(url, {"username": "someone-else", "kind": "login"})

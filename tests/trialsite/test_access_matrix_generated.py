@@ -37,6 +37,7 @@ from dosing.models import Reminder
 from enrollment.models import ConsentVersion, Participant
 from outcomes.models import ScheduledVisit
 from outcomes.services import adverse_event_record, visit_record
+from tests.conftest import verified_login
 from tests.factories import SiteFactory, UserFactory, user_with_role
 from tests.trialsite.ward import Ward, build_ward
 from trialsite.core.audit import audited_save
@@ -94,6 +95,10 @@ class Expect:
 
 
 def _participant(attr: str) -> Callable[[SiteWard], dict]:
+    get_only: bool = False
+    # The user's own second factor (trialsite/mfa): open to every logged-in user, whatever
+    # their roles, and posted to by read-only ones too (it changes how they log in, no data).
+    own_account: bool = False
     return lambda w: {"study_number": getattr(w, attr)}
 
 
@@ -116,6 +121,10 @@ def _trial(get, refused, kwargs=None, **more) -> Expect:
 # A user with no role opens the home page, which tells them so, and nothing else: every other
 # page is a 403 (trialsite.core.middleware.RoleHeldMiddleware), GET or POST.
 SEES_NOTHING = ALL
+def _own(**more) -> Expect:
+    return Expect(ALL | {NO_ROLE}, 403, own_account=True, **more)
+
+
 
 EXPECTATIONS: dict[str, Expect] = {
     # --- The composition: home, sites, protocol, audit, users, exports
@@ -200,6 +209,13 @@ def _url_names(resolver: URLResolver, namespace: str = ""):
                 continue  # Django's admin protects itself
             yield from _url_names(
                 entry, namespace + (f"{entry.namespace}:" if entry.namespace else "")
+    # --- The second factor: each user's own
+    "mfa:manage": _own(get_only=True),
+    "mfa:verify": _own(),
+    "mfa:enrol": _own(),
+    "mfa:enrol_app": _own(),
+    "mfa:recovery_codes": _own(),
+    "mfa:remove": _own(post_only=True),
             )
         elif isinstance(entry, URLPattern):
             yield namespace + (entry.name or f"<unnamed {entry.pattern}>")
@@ -216,7 +232,7 @@ def expected(expect: Expect, role: str, method: str, other_site: bool) -> int | 
         return LOGIN  # before anything else, GET or POST, whatever the object
     if role == NO_ROLE and NO_ROLE not in expect.get:
         return 403  # the role-held middleware, before any view, GET or POST
-    if method == "get" and expect.post_only:
+    if method == "get" and expect.post_only or method == "post" and expect.get_only:
         return 405
     if method == "post" and role in READ_ONLY:
         return 403  # the read-only middleware, before any view
@@ -228,6 +244,8 @@ def expected(expect: Expect, role: str, method: str, other_site: bool) -> int | 
 
 
 def _study_numbers_seen(response, role: str) -> list[str]:
+    if expect.own_account:
+        return ALLOWED
     """Study numbers on the page of a site the user does not hold: site B's for a site-held
     role, any for a user with no role."""
     if role not in SITE_HELD | {NO_ROLE}:
@@ -387,7 +405,7 @@ def test_access_matrix(matrix, name, role):
         pytest.fail(f"add the expectation for {name}")
     client = Client()
     if role != ANONYMOUS:
-        client.force_login(matrix.users[role])
+        verified_login(client, matrix.users[role])
     wards = (
         [(matrix.own, False), (matrix.other, True)] if expect.site_scoped else [(matrix.own, False)]
     )
@@ -401,7 +419,7 @@ def test_access_matrix(matrix, name, role):
             # Whatever the table says: never another site's object, never a monitor's write.
             if other_site and role in SITE_HELD and status not in (403, 404, 405):
                 wrong.append(f"{method.upper()} {url} -> {status}: another site's object")
-            if method == "post" and role in READ_ONLY and status != 403:
+            if method == "post" and role in READ_ONLY and status != 403 and not expect.own_account:
                 wrong.append(f"POST {url} -> {status}: a read-only user's POST not refused")
             if status == 200 and (hidden := _study_numbers_seen(response, role)):
                 wrong.append(f"{method.upper()} {url} shows {hidden}, of no site of the user")

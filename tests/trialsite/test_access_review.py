@@ -3,6 +3,7 @@ last login and its MFA status; for the trial administrator only, and as CSV."""
 
 import csv
 import io
+import re
 from datetime import UTC, date, datetime
 
 import pytest
@@ -58,7 +59,14 @@ def test_the_review_reads_every_account(reviewed):
     assert (rows["mona"].expires_on, rows["mona"].expired) == (date(2027, 6, 30), False)
     assert rows["mona"].last_login == WHEN
     assert rows["newcomer"].assignments == []
-    assert {row.mfa for row in rows.values()} == {"not_enrolled"}
+    assert {row.mfa for row in rows.values()} == {"none"}
+    assert {name for name, row in rows.items() if row.mfa_required} == {
+        "adam",
+        "bob",
+        "dana",
+        "mona",
+        "alice",
+    }
 
 
 def test_the_page_shows_the_review(reviewed, client_for):
@@ -67,8 +75,9 @@ def test_the_page_shows_the_review(reviewed, client_for):
     content = response.content.decode()
     for text in ("alice", "Research coordinator", "2026-11-26", "expired", "2026-11-26 03:30"):
         assert text in content, text
-    assert "not enrolled" in content
-    assert "Multi-factor authentication is not available yet" in content
+    # The administrator's own authenticator app, set up to log in; nobody else has one.
+    assert re.search(r'data-testid="mfa-adam">\s*authenticator app\s*<span[^>]*>needed<', content)
+    assert re.search(r'data-testid="mfa-newcomer">\s*none\s*</td>', content)
 
 
 @pytest.mark.parametrize("role", ["coordinator_a", "investigator_a", "data_manager", "monitor"])
@@ -99,6 +108,7 @@ def test_the_csv_holds_the_review_in_codes_and_utc(reviewed, client_for):
         "account_expired",
         "last_login_utc",
         "mfa",
+        "mfa_required",
     ]
     assert rows["alice"]["roles"] == "coordinator@SHE; investigator@SHE"
     assert rows["alice"]["account_expires_on"] == "2026-11-26"
@@ -114,8 +124,12 @@ def test_the_csv_holds_the_review_in_codes_and_utc(reviewed, client_for):
         "account_expires_on": "",
         "account_expired": "no",
         "last_login_utc": "",
-        "mfa": "not_enrolled",
+        "mfa": "none",
+        "mfa_required": "no",
     }
+    # Logged in to download this, with the authenticator app the role needs.
+    assert (rows["adam"]["mfa"], rows["adam"]["mfa_required"]) == ("totp", "yes")
+    assert (rows["charlie"]["mfa"], rows["charlie"]["mfa_required"]) == ("none", "no")
 
 
 def test_csv_cells_cannot_become_formulas(at_when, administrator, client_for):

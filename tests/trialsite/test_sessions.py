@@ -6,10 +6,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import time_machine
 from django.conf import settings as django_settings
+from django.contrib.auth.models import User
 from django.contrib.sessions.models import Session
 from django.test import Client
 from django.urls import reverse
 
+from tests.conftest import totp_code, totp_device_for, verified_login
 from tests.factories import PASSWORD
 from trialsite.core.models import (
     AccessEvent,
@@ -28,8 +30,13 @@ START = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 
 
 def log_in(client, username: str) -> None:
+    """The login form, then the second factor's code for a user who needs one."""
+    device = totp_device_for(User.objects.get(username=username))
     response = client.post(reverse("login"), {"username": username, "password": PASSWORD})
     assert response.status_code == 302 and response.url == reverse("home"), response
+    if device is not None:
+        response = client.post(reverse("mfa:verify"), {"code": totp_code(device)})
+        assert response.status_code == 302 and response.url == reverse("home"), response
 
 
 def sent_to_login(response) -> bool:
@@ -97,9 +104,7 @@ def test_the_lifetime_is_a_setting(client, coordinator_a, settings):
 def admin_client(administrator):
     administrator.is_staff = administrator.is_superuser = True
     administrator.save()
-    admin_client = Client()
-    admin_client.force_login(administrator)
-    return admin_client
+    return verified_login(Client(), administrator)
 
 
 def user_change_data(admin_client, user) -> dict:
@@ -189,10 +194,19 @@ def test_moving_a_role_to_another_site_ends_the_holders_sessions(two_tablets, si
     assert sent_to_login(two_tablets[0].get(reverse("site_list")))
 
 
-def test_giving_a_new_role_keeps_the_sessions(two_tablets, coordinator_a):
-    RoleAssignment.objects.create(user=coordinator_a, role=Role.MONITOR)
+def test_giving_a_new_role_keeps_the_sessions(two_tablets, coordinator_a, site_b):
+    RoleAssignment.objects.create(user=coordinator_a, role=Role.COORDINATOR, site=site_b)
     assert alice_sessions() == 2
     assert two_tablets[0].get(reverse("site_list")).status_code == 200
+
+
+def test_a_new_role_that_needs_a_second_factor_asks_for_it_in_the_open_sessions(
+    two_tablets, coordinator_a
+):
+    RoleAssignment.objects.create(user=coordinator_a, role=Role.MONITOR)
+    assert alice_sessions() == 2
+    response = two_tablets[0].get(reverse("site_list"))
+    assert (response.status_code, response.url) == (302, "/accounts/mfa/enrol/?next=%2Fsites%2F")
 
 
 def test_logging_out_unregisters_the_session(client, coordinator_a):

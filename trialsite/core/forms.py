@@ -36,7 +36,7 @@ class SiteForm(forms.ModelForm):
 
     class Meta:
         model = Site
-        fields = ["name", "time_zone", "language", "is_active"]
+        fields = ["name", "time_zone", "language", "is_active", "coordinators_require_mfa"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -1,10 +1,16 @@
+from urllib.parse import urlencode
+
+from django.conf import settings
 from django.contrib.auth import logout
 from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.cache import add_never_cache_headers
 
 from .access import access_for
 from .languages import SESSION_KEY
+from .mfa import mfa_enrolled, mfa_required
 from .sessions import ENDED_LIFETIME, LOGIN_AT_KEY, session_key_followed, session_outlived
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -12,9 +18,10 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 class ReadOnlyRoleMiddleware:
     """A monitor changes nothing: every unsafe request from a read-only user is refused,
-    whatever the view forgets. Logging out and choosing a language are not changes."""
+    whatever the view forgets. Logging out, choosing a language and setting up one's own second
+    factor are not changes to the trial."""
 
-    ALLOWED_PATHS = ("/accounts/logout/", "/i18n/")
+    ALLOWED_PATHS = ("/accounts/logout/", "/accounts/mfa/", "/i18n/")
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -50,6 +57,27 @@ class RoleHeldMiddleware:
             and not access_for(request.user).roles
         ):
             raise PermissionDenied
+        return self.get_response(request)
+
+
+class SecondFactorMiddleware:
+    """A user who needs a second factor (trialsite/core/mfa.py) and whose session has not passed
+    it reaches nothing but the page that asks for it (the code, or enrolment for a user with no
+    authenticator app yet), logging out, static files and the health check. Every other
+    request, GET or POST, any page a later change adds, the admin too, is sent there first,
+    keeping where it was going."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = request.user
+        if user.is_authenticated and not user.is_verified() and mfa_required(user):
+            target = reverse("mfa:verify" if mfa_enrolled(user) else "mfa:enrol")
+            open_paths = (target, reverse("logout"), "/" + settings.STATIC_URL.lstrip("/"))
+            if not request.path.startswith(open_paths) and request.path != reverse("healthz"):
+                nxt = request.get_full_path() if request.method == "GET" else ""
+                return redirect(f"{target}?{urlencode({'next': nxt})}" if nxt else target)
         return self.get_response(request)
 
 

@@ -39,6 +39,16 @@ class Site(AuditedModel):
         default="en",
         help_text=_("The pages and e-mails of its staff who have not chosen a language."),
     )
+    # Investigators, data managers, monitors and administrators always need a second factor;
+    # for coordinators each site decides (a ward's shared tablet may not allow a phone).
+    coordinators_require_mfa = models.BooleanField(
+        _("coordinators need a second factor"),
+        default=False,
+        help_text=_(
+            "Coordinators of this site must log in with a second factor (an authenticator "
+            "app's code or a passkey) as well as their password."
+        ),
+    )
 
     class Meta:
         ordering = ["code"]
@@ -212,6 +222,12 @@ class AccessEventKind(models.TextChoices):
     LOGIN_FAILED = "login_failed", _("Login failed")
     LOCKED_OUT = "locked_out", _("Locked out")
     SESSION_ENDED = "session_ended", _("Session ended")
+    MFA_ENROLLED = "mfa_enrolled", _("Second factor enrolled")
+    MFA_VERIFIED = "mfa_verified", _("Second factor verified")
+    MFA_FAILED = "mfa_failed", _("Second factor failed")
+    MFA_RECOVERY_USED = "mfa_recovery_used", _("Recovery code used")
+    MFA_RECOVERY_ISSUED = "mfa_recovery_issued", _("Recovery codes issued")
+    MFA_DEVICE_REMOVED = "mfa_removed", _("Second factor removed")
 
 
 # A username that belongs to no account is kept as typed, but no longer than this: a password

@@ -53,6 +53,8 @@ class ExportOptions:
     site_ids: frozenset[int] | None = None
     # The randomization lists' audit trail: the administrator's only (allocation concealment).
     include_concealed: bool = False
+    # The clinical data as CDISC ODM 1.3.2 XML too (odm.xml, `odm.py`).
+    odm: bool = False
 
     def filters(self) -> dict:
         return {
@@ -63,6 +65,7 @@ class ExportOptions:
             "free_text": self.free_text,
             "identified": self.identified,
             "sites": "all" if self.site_ids is None else sorted(self.site_ids),
+            "odm": self.odm,
         }
 
 

@@ -4,11 +4,17 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from trialsite.core.audit import audited_save
+from trialsite.core.mfa import TOTP_NAME, mfa_required
 from trialsite.core.models import Role, RoleAssignment, Site
 
 DEMO_PASSWORD = "demo-Trial-2026"  # noqa: S105 - printed on purpose; DEBUG installs only
+# The authenticator-app secret of every demo user who needs a second factor, published in the
+# README (base32 as apps take it: MRSW23ZNN5XGY6JNNZXXILLTMVRXEZLU). DEBUG installs only;
+# `manage.py demo_otp <username>` prints the current code for a tester without an app.
+DEMO_TOTP_KEY = b"demo-only-not-secret".hex()
 
 # Both sites work in Chinese: their staff get Chinese pages until they choose otherwise.
 SITES = [
@@ -76,7 +82,17 @@ class Command(BaseCommand):
             site = sites[site_code] if site_code else None
             if not RoleAssignment.objects.filter(user=user, role=role, site=site).exists():
                 audited_save(RoleAssignment(user=user, role=role, site=site))
+        for username, *_rest in USERS:
+            user = User.objects.get(username=username)
+            if mfa_required(user) and not TOTPDevice.objects.filter(user=user).exists():
+                TOTPDevice.objects.create(
+                    user=user, name=TOTP_NAME, key=DEMO_TOTP_KEY, confirmed=True
+                )
         self._trial_ready(User.objects.get(username="admin"))
         self.stdout.write(f"Demo users (password for all: {DEMO_PASSWORD}):")
         for username, _first, _last, role, site_code in USERS:
             self.stdout.write(f"  {username:<18} {Role(role).label} ({site_code or 'all sites'})")
+        self.stdout.write(
+            "Second factor (all but the coordinators): `manage.py demo_otp <username>` prints "
+            "the code, or add the secret MRSW23ZNN5XGY6JNNZXXILLTMVRXEZLU to an authenticator app."
+        )
