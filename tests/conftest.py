@@ -353,13 +353,12 @@ def log_in(page, user, password: str = "") -> None:
     factor, the code their authenticator app shows (computed from the device's key)."""
     from tests.factories import PASSWORD
 
-    page.goto("/accounts/login/")
     device = totp_device_for(user)
+    page.goto("/accounts/login/")
     page.fill("#id_username", user.username)
     page.fill("#id_password", password or PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_selector("[data-testid=current-user]")
-
     if device is not None:
         second_factor(page, device)
 
@@ -370,6 +369,7 @@ def second_factor(page, device) -> None:
     page.fill("#id_code", totp_code(device))
     page.locator("[data-testid=mfa-verify] button[type=submit]").click()
     page.wait_for_url(lambda url: "/accounts/mfa/" not in url)
+
 
 def screenshot(page, name: str) -> Path:
     path = OUTPUT_DIR / "screenshots" / f"{name}.png"
