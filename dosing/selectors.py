@@ -74,13 +74,14 @@ class SiteWorklist:
     done: list[ScheduledDose] = field(default_factory=list)
 
 
-def worklist(user, *, now: datetime | None = None) -> list[SiteWorklist]:
-    """Today at my sites: doses due today (site time), every overdue dose, today's records.
+def worklist(user, *, now: datetime | None = None, roles=WRITERS) -> list[SiteWorklist]:
+    """Today at my sites (where I hold one of `roles`): doses due today (site time), every
+    overdue dose, today's records.
 
     Two queries for the doses whatever their number (one for doses, one for records).
     """
     now = now or timezone.now()
-    sites = list(sites_for_user(user, *WRITERS).filter(is_active=True))
+    sites = list(sites_for_user(user, *roles).filter(is_active=True))
     if not sites:
         return []
     today = Q()

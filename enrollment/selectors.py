@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 
@@ -346,6 +346,47 @@ def signoffs_awaited(user) -> QuerySet[Screening]:
         site_field="participant__site",
         roles=(Role.INVESTIGATOR,),
     ).order_by("screening_date", "recorded_at")
+
+
+def _before_randomization(user, *roles: str) -> QuerySet[Participant]:
+    """Participants still on the way to randomization: not randomized, no withdrawal, no
+    refusal of consent; with their latest screening's decision."""
+    latest = Screening.objects.filter(participant=OuterRef("pk")).order_by(
+        "-screening_date", "-recorded_at"
+    )
+    return (
+        participants_for_user(user, *roles)
+        .filter(allocation__isnull=True, withdrawals__isnull=True, refusals__isnull=True)
+        .annotate(
+            latest_decision=Subquery(latest.values("decision")[:1]),
+            latest_screened_on=Subquery(latest.values("screening_date")[:1]),
+        )
+        .only("pk", "study_number", "sequence", "registered_at", "site__code", "site__time_zone")
+        .order_by("site__code", "sequence")
+    )
+
+
+def screenings_to_finish(user, *roles: str) -> QuerySet[Participant]:
+    """The coordinator's queue: participants on the way to randomization who were never
+    screened or whose latest screening is incomplete. One query."""
+    return _before_randomization(user, *roles).filter(
+        Q(latest_decision__isnull=True) | Q(latest_decision=Decision.INCOMPLETE)
+    )
+
+
+def consents_to_take(user, *roles: str) -> QuerySet[Participant]:
+    """The coordinator's queue: participants on the way to randomization with no consent
+    recorded, unless their latest screening found them ineligible (consent may be taken
+    before or after screening). Re-consents are `open_reconsent_tasks` and
+    `version_reconsent_due`. One query."""
+    return (
+        _before_randomization(user, *roles)
+        .filter(consents__isnull=True)
+        .filter(
+            Q(latest_decision__isnull=True)
+            | Q(latest_decision__in=(Decision.ELIGIBLE, Decision.INCOMPLETE))
+        )
+    )
 
 
 def ready_to_randomize(user) -> list[Participant]:

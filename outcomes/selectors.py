@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
 from arms.models import Allocation
 from dosing.models import Administration, DoseSchedule, ScheduledDose
 from enrollment.models import Participant
-from trialsite.core.access import scope_to_sites
+from trialsite.core.access import scope_to_sites, sites_for_user
 from trialsite.core.clock import site_today
 from trialsite.core.models import Role, Site
 
@@ -28,6 +28,7 @@ from .models import (
     SaeAlert,
     ScheduledVisit,
     VisitRecord,
+    VisitStatus,
 )
 
 # --- Visits ---
@@ -48,6 +49,56 @@ def visits_for_user(user, *roles: str) -> QuerySet[ScheduledVisit]:
 
 def visit_for_user(user, pk: int, *roles: str) -> ScheduledVisit:
     return get_object_or_404(visits_for_user(user, *roles), pk=pk)
+
+
+def _at_each_site_date(sites, condition) -> Q:
+    """`condition(today)` with each site's own date: the trial's today is the site's."""
+    matched = Q(pk__in=[])
+    for site in sites:
+        matched |= Q(participant__site=site) & condition(site_today(site))
+    return matched
+
+
+def visits_due_today(user, *roles: str) -> QuerySet[ScheduledVisit]:
+    """Visits still waiting for a record whose window is open today at their site, the
+    window closing soonest first. Two queries (the sites, the visits)."""
+    sites = list(sites_for_user(user, *roles))
+    return (
+        visits_for_user(user, *roles)
+        .filter(status__in=OPEN_VISIT_STATUSES)
+        .filter(
+            _at_each_site_date(
+                sites, lambda today: Q(window_start__lte=today, window_end__gte=today)
+            )
+        )
+        .order_by("window_end", "participant__site__code", "participant__sequence")
+    )
+
+
+def visits_overdue(user, *roles: str) -> QuerySet[ScheduledVisit]:
+    """Visits with no record once their window has closed at the site (`rules.window_closed`),
+    of participants still on study: marked missed by the sweep, or not yet (it runs each
+    minute). Either may still be recorded, out of window. Oldest first. Two queries."""
+    sites = list(sites_for_user(user, *roles))
+    closed = Q(status=VisitStatus.MISSED) | Q(status__in=OPEN_VISIT_STATUSES) & _at_each_site_date(
+        sites, lambda today: Q(window_end__lt=today)
+    )
+    return (
+        visits_for_user(user, *roles)
+        .filter(closed, record__isnull=True)
+        .filter(participant__ends_of_study__isnull=True)
+        .order_by("window_end", "participant__site__code", "participant__sequence")
+    )
+
+
+def visits_out_of_window(user, *roles: str) -> QuerySet[ScheduledVisit]:
+    """Visits recorded outside their window (the visit service decides it: a protocol
+    deviation), the latest window first. One query."""
+    return (
+        visits_for_user(user, *roles)
+        .filter(status=VisitStatus.DONE_OUT_OF_WINDOW)
+        .order_by("-window_end", "participant__site__code", "participant__sequence")
+    )
 
 
 def participant_visits(participant: Participant) -> list[ScheduledVisit]:
@@ -192,14 +243,24 @@ def end_of_study(participant: Participant) -> EndOfStudy | None:
     return EndOfStudy.objects.filter(participant=participant).first()
 
 
-def open_sae_reports(user) -> list[AdverseEvent]:
+def open_sae_reports(user, *roles: str) -> list[AdverseEvent]:
     """Serious adverse events not yet reported to the sponsor and ethics, in the user's
-    sites, the most urgent first."""
+    sites (where they hold one of `roles`, if named), the most urgent first."""
     return list(
-        adverse_events_for_user(user)
+        adverse_events_for_user(user, *roles)
         .filter(serious=True, reported_on__isnull=True)
         .prefetch_related(Prefetch("alerts", queryset=SaeAlert.objects.order_by("due_at")))
         .order_by("sae_clock_started_at", "pk")
+    )
+
+
+def causality_awaited(user, *roles: str) -> QuerySet[AdverseEvent]:
+    """Adverse events that no investigator has assessed for causality yet, oldest first.
+    One query."""
+    return (
+        adverse_events_for_user(user, *roles)
+        .filter(causality__isnull=True)
+        .order_by("recorded_at", "pk")
     )
 
 

@@ -9,6 +9,7 @@ from .core.health import HealthzView
 urlpatterns = [
     path("", views.home, name="home"),
     path("home/<str:role>/", views.role_home, name="role_home"),
+    path("home/<str:role>/queues/<slug:key>/", views.work_queue, name="work_queue"),
     path("sites/", views.site_list, name="site_list"),
     path("sites/<str:code>/", views.site_detail, name="site_detail"),
     path("sites/<str:code>/edit/", views.site_edit, name="site_edit"),

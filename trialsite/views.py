@@ -4,7 +4,7 @@ from django.apps import apps
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import User
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.http import Http404, HttpResponse
@@ -16,8 +16,8 @@ from django.views.i18n import set_language
 
 from arms.models import Arm
 from enrollment.models import EligibilityCriterion, Participant
-from enrollment.selectors import ready_to_randomize, signoffs_awaited
 
+from . import work_queues
 from .access_review import access_review_csv_bytes
 from .audit_review import PAGE_SIZE as AUDIT_PAGE_SIZE
 from .audit_review import AuditFilterForm, audit_csv_bytes, study_numbers
@@ -52,14 +52,35 @@ def role_home(request, role: str):
         "sites": sites_for_user(request.user, role),
         "protocol": Protocol.objects.filter(is_current=True).first(),
     }
-    # The hand-offs: what waits for this role because another one finished its part.
+    # The work queues, and the hand-offs (what waits for this role because another one
+    # finished its part), read once for both.
+    cache: dict = {}
+    context["queue_groups"] = work_queues.home_queues(request.user, role, cache)
     if role == Role.INVESTIGATOR:
-        context["signoffs_awaited"] = signoffs_awaited(request.user)
+        context["signoffs_awaited"] = cache["signoffs"]
     if role == Role.COORDINATOR:
-        context["ready_to_randomize"] = ready_to_randomize(request.user)
+        context["ready_to_randomize"] = cache["ready"]
     if role == Role.ADMINISTRATOR:
         context["heartbeat"] = WorkerHeartbeat.objects.filter(name="worker").first()
     return render(request, ROLE_HOME_TEMPLATES[role], context)
+
+
+def work_queue(request, role: str, key: str):
+    """All of one queue of a role's home page, a page at a time."""
+    if key not in work_queues.queue_keys(role):
+        raise Http404
+    if not access_for(request.user).has(role):
+        raise PermissionDenied
+    spec, items = work_queues.queue_items(request.user, role, key)
+    page = Paginator(items, work_queues.LIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "role": role,
+        "role_label": Role(role).label,
+        "spec": spec,
+        "page": page,
+        "rows": work_queues.rows_of(spec, role, page.object_list),
+    }
+    return render(request, "home/work_queue.html", context)
 
 
 def site_list(request):

@@ -131,6 +131,10 @@ EXPECTATIONS: dict[str, Expect] = {
     "home": _trial(ALL | {NO_ROLE}, 403),
     # Another role's home page sends the user to their own: a redirect, not a refusal.
     "role_home": _trial({COORDINATOR}, 302, lambda w: {"role": COORDINATOR}),
+    # A queue of the coordinator's home page: for those who hold the role, scoped to its sites.
+    "work_queue": _trial(
+        {COORDINATOR}, 403, lambda w: {"role": COORDINATOR, "key": "visits-overdue"}
+    ),
     "site_list": _trial(SEES_NOTHING, 403),
     "site_detail": _scoped(ALL, 404, _site),
     "site_edit": _scoped(ADMIN_ONLY, 403, _site),
