@@ -38,6 +38,11 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    "exports-sweep": {
+        "task": "trialsite.exports.sweep",
+        "schedule": 300.0,
+        "options": {"expires": 290},
+    },
 }
 
 

@@ -69,7 +69,7 @@ class ExportForm(forms.Form):
             del self.fields["identified"]
             del self.fields["reason"]
         self.helper = FormHelper()
-        self.helper.add_input(Submit("submit", _("Download the bundle")))
+        self.helper.add_input(Submit("submit", _("Start the export")))
 
     def clean(self):
         cleaned = super().clean()
