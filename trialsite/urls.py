@@ -40,3 +40,4 @@ urlpatterns = [
 
 # A database that cannot be reached (a restart, a fail-over) is a 503 asking to retry.
 handler500 = "trialsite.core.errors.server_error"
+handler400 = "trialsite.core.errors.bad_request"

@@ -4,10 +4,12 @@ and the next request, once it answers again, is served by the same process."""
 import socket
 
 import pytest
-from django.db import connection
+from django.contrib.sessions.backends.base import UpdateError
+from django.contrib.sessions.exceptions import SessionInterrupted
+from django.db import OperationalError, connection
 from django.test import RequestFactory
 
-from trialsite.core.errors import server_error
+from trialsite.core.errors import bad_request, server_error
 
 
 def _nowhere() -> dict:
@@ -53,3 +55,26 @@ def test_any_other_failure_is_a_plain_500_page():
     assert response.status_code == 500
     assert "Something went wrong" in response.content.decode()
     assert "a bug" not in response.content.decode()
+
+
+def _session_interrupted_by_the_database() -> SessionInterrupted:
+    """The chain Django raises when the database goes away between the view and the
+    session's save at the end of the request (SessionMiddleware)."""
+    try:
+        try:
+            raise OperationalError("server closed the connection unexpectedly")
+        except OperationalError:
+            raise UpdateError  # noqa: B904 - the implicit chain is what Django leaves
+    except UpdateError:
+        try:
+            raise SessionInterrupted("The request's session was deleted.")  # noqa: B904
+        except SessionInterrupted as exc:
+            return exc
+
+
+def test_a_session_left_unsaved_by_the_database_going_away_is_the_same_503():
+    response = bad_request(RequestFactory().get("/"), _session_interrupted_by_the_database())
+    assert (response.status_code, response["Retry-After"]) == (503, "30")
+    assert "The database did not answer" in response.content.decode()
+    # Any other bad request is still a 400.
+    assert bad_request(RequestFactory().get("/"), SessionInterrupted("x")).status_code == 400
