@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from enrollment.models import Participant
 from enrollment.selectors import latest_screening, randomization_gate
 from trialsite.core.access import access_for
-from trialsite.core.audit import audited_save
+from trialsite.core.audit import audited_save, unaudited_bulk_writes
 from trialsite.core.languages import emails_by_language
 from trialsite.core.models import Protocol, Role, RoleAssignment, Site
 from trialsite.core.queue import enqueue_on_commit
@@ -99,6 +99,12 @@ class ListAlreadyStored(ValidationError):
 
 # Rows per INSERT; the database may cap it lower (SQLite: 999 parameters, so 199 entries).
 ENTRY_BATCH_SIZE = 1000
+# Why a list's entries are written without a history row each (see ListEntry).
+LIST_ENTRIES_UNAUDITED = (
+    "A list's entries: the list's own history row is their audit event (the number of "
+    "entries and their SHA-256), nothing changes an entry afterwards, and each use of one is "
+    "audited as its allocation."
+)
 
 
 def _refuse_repeat(idempotency_key: UUID | None) -> None:
@@ -160,19 +166,20 @@ def _create_list(
         )
         stratum_ids[key.code] = audited_save(stratum, user=user).pk
     arm_ids = dict(Arm.objects.filter(protocol=protocol).values_list("code", "pk"))
-    ListEntry.objects.bulk_create(
-        [
-            ListEntry(
-                stratum_id=stratum_ids[e.stratum],
-                sequence=e.sequence,
-                arm_id=arm_ids[e.arm],
-                block=e.block,
-                block_size=e.block_size,
-            )
-            for e in entries
-        ],
-        batch_size=ENTRY_BATCH_SIZE,
-    )
+    with unaudited_bulk_writes(LIST_ENTRIES_UNAUDITED):
+        ListEntry.objects.bulk_create(
+            [
+                ListEntry(
+                    stratum_id=stratum_ids[e.stratum],
+                    sequence=e.sequence,
+                    arm_id=arm_ids[e.arm],
+                    block=e.block,
+                    block_size=e.block_size,
+                )
+                for e in entries
+            ],
+            batch_size=ENTRY_BATCH_SIZE,
+        )
     return randomization_list
 
 

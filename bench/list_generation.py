@@ -73,6 +73,8 @@ def floor_insert(*, protocol, user, entries) -> Callable[[], None]:
     from django.db import transaction
 
     from arms.models import Arm, ListEntry, ListSource, RandomizationList, Stratum
+    from arms.services import LIST_ENTRIES_UNAUDITED
+    from trialsite.core.audit import unaudited_bulk_writes
 
     target = RandomizationList.objects.create(
         protocol=protocol, source=ListSource.UPLOADED, created_by=user
@@ -84,7 +86,7 @@ def floor_insert(*, protocol, user, entries) -> Callable[[], None]:
     arms = dict(Arm.objects.filter(protocol=protocol).values_list("code", "pk"))
 
     def insert():
-        with transaction.atomic():
+        with transaction.atomic(), unaudited_bulk_writes(LIST_ENTRIES_UNAUDITED):
             ListEntry.objects.bulk_create(
                 [
                     ListEntry(

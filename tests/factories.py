@@ -5,7 +5,7 @@ import uuid
 import factory
 from django.contrib.auth.models import User
 from django.utils import timezone
-from simple_history.utils import bulk_create_with_history
+from simple_history.utils import bulk_create_with_history as _bulk_create_with_history
 
 from arms.models import Allocation, ListEntry, RandomizationList
 from enrollment.models import (
@@ -18,7 +18,7 @@ from enrollment.models import (
     Signer,
 )
 from enrollment.services import participant_register
-from trialsite.core.audit import audited_save
+from trialsite.core.audit import audited_save, unaudited_bulk_writes
 from trialsite.core.clock import site_today
 from trialsite.core.models import Protocol, Role, RoleAssignment, Site
 
@@ -170,6 +170,13 @@ def active_randomization_list(*, administrator, per_stratum: int = 30, seed: int
         rng=random.Random(seed) if seed is not None else None,  # noqa: S311
     )
     return randomization_list_activate(user=administrator, randomization_list=randomization_list)
+
+
+def bulk_create_with_history(objs, model, **kwargs):
+    """simple-history's bulk write, which writes the history rows with the records but skips
+    audited_bulk_create's field checks (thousands of rows for rosters): test data only."""
+    with unaudited_bulk_writes("test data in bulk; its history rows are written with it"):
+        return _bulk_create_with_history(objs, model, **kwargs)
 
 
 def bulk_allocated(

@@ -50,6 +50,8 @@ INSTALLED_APPS = [
     "django_filters",
     "django_tables2",
     "simple_history",
+    # The history tables refuse UPDATE and DELETE on PostgreSQL (trialsite/core/audit.py).
+    "pgtrigger",
     "axes",
     "health_check",
     # The foundation first, then the apps in the order they stand on each other, then the
@@ -148,6 +150,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# The history tables' triggers are installed after every `migrate` (and the test database's
+# creation) from the one list at start-up (trialsite/core/audit.py), not by migrations of
+# each app: a history table added later is covered with no migration to write.
+PGTRIGGER_MIGRATIONS = False
+PGTRIGGER_INSTALL_ON_MIGRATE = True
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -293,7 +301,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"axes": {"level": "WARNING"}},
+    # pgtrigger logs each history table's trigger at every migrate and test flush.
+    "loggers": {"axes": {"level": "WARNING"}, "pgtrigger": {"level": "WARNING"}},
 }
 
 # The protocol a fresh install loads.

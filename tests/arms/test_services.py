@@ -243,7 +243,10 @@ def test_a_second_randomization_with_another_key_is_refused(ready_a, coordinator
 
 
 def test_the_gate_refuses_with_what_is_missing_and_writes_nothing(ready_a, coordinator_a):
-    Screening.objects.filter(participant=ready_a).update(decision="ineligible")
+    screening = Screening.objects.get(participant=ready_a)
+    screening.decision = "ineligible"
+    screening._change_reason = "test: an ineligible screening"
+    screening.save()
     with pytest.raises(ValidationError) as exc:
         services.participant_randomize(
             participant=ready_a, user=coordinator_a, idempotency_key=uuid.uuid4()
@@ -436,8 +439,11 @@ def test_the_database_refuses_an_in_error_allocation_without_a_reason(ready_a, c
     allocation = services.participant_randomize(
         participant=ready_a, user=coordinator_a, idempotency_key=uuid.uuid4()
     )
+    # save() without full_clean(): past the services' checks, to the database's.
+    allocation.status = AllocationStatus.IN_ERROR
+    allocation._change_reason = "test: in error, with no reason in its field"
     with pytest.raises(IntegrityError), transaction.atomic():
-        Allocation.objects.filter(pk=allocation.pk).update(status=AllocationStatus.IN_ERROR)
+        allocation.save()
 
 
 # --- The notice ---------------------------------------------------------------------------------

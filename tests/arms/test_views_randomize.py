@@ -51,7 +51,10 @@ def test_a_double_submit_of_the_same_page_randomizes_once(ready_a, coordinator_a
 def test_a_participant_not_ready_shows_what_is_missing_and_no_button(
     ready_a, coordinator_a, client_for
 ):
-    Screening.objects.filter(participant=ready_a).update(decision="incomplete")
+    screening = Screening.objects.get(participant=ready_a)
+    screening.decision = "incomplete"
+    screening._change_reason = "test: an incomplete screening"
+    screening.save()
     client = client_for(coordinator_a)
     url = reverse("arms:randomize", args=[ready_a.study_number])
     page = client.get(url)

@@ -215,7 +215,9 @@ def test_the_svg_is_well_formed_and_holds_the_same_numbers(trial, client_for, da
 
 
 def test_the_svg_escapes_text(trial, client_for, data_manager):
-    Arm.objects.filter(code="PAX").update(name="Pax <b>&</b>")
+    arm = Arm.objects.get(code="PAX")
+    arm.name = "Pax <b>&</b>"
+    audited_save(arm, reason="test: markup in an arm's name")
     response = client_for(data_manager).get(SVG)
     root = ET.fromstring(response.content)  # noqa: S314 (our own output): still well formed
     texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]

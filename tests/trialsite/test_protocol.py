@@ -205,7 +205,9 @@ def test_manage_py_check_reports_a_broken_loaded_protocol(protocol):
     criterion.rule = ""
     audited_save(criterion, reason="test: break the protocol")
     arm = Arm.objects.get(protocol=protocol, code="PAX")
-    arm.dose_schedules.get().delete()
+    schedule = arm.dose_schedules.get()
+    schedule._change_reason = "test: an arm without its schedule"
+    schedule.delete()
     with pytest.raises(SystemCheckError) as excinfo:
         call_command("check")
     message = str(excinfo.value)

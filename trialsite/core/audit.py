@@ -1,13 +1,22 @@
 """The audit trail: django-simple-history records who, when, old and new values, and why.
 
 Every model holding trial data inherits `AuditedModel`. A change to a record that already
-exists must carry a reason; `audited_save` is how services write them.
+exists, or its deletion, must carry a reason; `audited_save` is how services write them.
+The writes that skip `save()` and `delete()` (and so the history), `QuerySet.update`,
+`delete`, `bulk_create` and `bulk_update`, are refused on audited models: `audited_bulk_create`
+makes records in bulk with their history rows, and `unaudited_bulk_writes` is the one named
+way around, each use listed with its reason in tests/trialsite/test_audit_bypass.py.
 """
 
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import pgtrigger
+from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.signals import pre_save
@@ -22,11 +31,72 @@ REASON_REQUIRED = _("Give a reason for changing this record.")
 
 
 class MissingChangeReason(Exception):
-    """An audited record was about to be changed without a reason."""
+    """An audited record was about to be changed or deleted without a reason."""
+
+
+class UnauditedWrite(Exception):
+    """A bulk write on audited records, which would change trial data without a history row
+    each (who, when, why)."""
+
+
+# True inside `audited_bulk_create` and `unaudited_bulk_writes` only.
+_bulk_writes_allowed: ContextVar[bool] = ContextVar("audit_bulk_writes_allowed", default=False)
+# The reason and user of the delete in progress: the records it cascades to (a protocol's
+# criteria) are deleted for the same reason, by the same person.
+_deletion: ContextVar[tuple[str, object] | None] = ContextVar("audit_deletion", default=None)
+
+
+class AuditedQuerySet(models.QuerySet):
+    """`update`, `delete`, `bulk_create` and `bulk_update` write rows without calling the
+    records' `save()` or `delete()`, so without history rows: refused here, whatever code
+    calls them (a service, the admin, a shell)."""
+
+    def _refuse(self, what: str) -> None:
+        if not _bulk_writes_allowed.get():
+            raise UnauditedWrite(
+                f"{self.model._meta.label}: {what} would change trial data without its audit "
+                "trail. Save or delete each record with its reason (audited_save), or make new "
+                "records with audited_bulk_create."
+            )
+
+    def update(self, **kwargs):
+        self._refuse("QuerySet.update")
+        return super().update(**kwargs)
+
+    def delete(self):
+        self._refuse("QuerySet.delete")
+        return super().delete()
+
+    def bulk_create(self, objs, *args, **kwargs):
+        self._refuse("bulk_create")
+        return super().bulk_create(objs, *args, **kwargs)
+
+    def bulk_update(self, objs, *args, **kwargs):
+        self._refuse("bulk_update")
+        return super().bulk_update(objs, *args, **kwargs)
+
+
+AuditedManager = models.Manager.from_queryset(AuditedQuerySet, "AuditedManager")
+
+
+@contextmanager
+def unaudited_bulk_writes(why: str) -> Iterator[None]:
+    """The named way around `AuditedQuerySet`'s refusal, for a write whose audit event is
+    recorded another way (`why` says which). Every use in the project's code is listed, with
+    its reason, in tests/trialsite/test_audit_bypass.py; a new one fails that test until it
+    is listed there."""
+    if not why.strip():
+        raise ValueError("unaudited_bulk_writes needs the reason the trail is kept otherwise")
+    token = _bulk_writes_allowed.set(True)
+    try:
+        yield
+    finally:
+        _bulk_writes_allowed.reset(token)
 
 
 class AuditedModel(models.Model):
     history = HistoricalRecords(inherit=True)
+    objects = AuditedManager()
 
     # The lookup path from a record to its participant (enrollment's Participant): "" for the
     # participant itself, "participant", "scheduled_dose__participant"... None: a record not
@@ -36,6 +106,9 @@ class AuditedModel(models.Model):
 
     class Meta:
         abstract = True
+        # Django's own writes (save, related lookups) go through the base manager: the same
+        # refusing QuerySet, so that `Model._base_manager.update()` is no way around either.
+        base_manager_name = "objects"
 
     def save(self, *args, **kwargs):
         # The guard sits here, not in each service, so that no path (admin, shell, a
@@ -45,6 +118,92 @@ class AuditedModel(models.Model):
                 f"{type(self).__name__} {self.pk}: a change needs a reason (audited_save)."
             )
         super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        reason = (getattr(self, "_change_reason", "") or "").strip()
+        if not reason:
+            raise MissingChangeReason(
+                f"{type(self).__name__} {self.pk}: a delete needs a reason (audited_delete)."
+            )
+        token = _deletion.set((reason, getattr(self, "_history_user", None)))
+        try:
+            return super().delete(*args, **kwargs)
+        finally:
+            _deletion.reset(token)
+
+
+def deletion_reason_required(sender, instance, **kwargs) -> None:
+    """pre_delete of every audited model (connected in CoreConfig.ready): a record deleted
+    as part of another's delete (a cascade) gets that delete's reason and user; any other
+    delete without a reason is refused, also of the accounts, which cannot inherit
+    `AuditedModel`."""
+    if (getattr(instance, "_change_reason", "") or "").strip() or _bulk_writes_allowed.get():
+        return
+    deletion = _deletion.get()
+    if deletion is None:
+        raise MissingChangeReason(
+            f"{type(instance).__name__} {instance.pk}: a delete needs a reason (audited_delete)."
+        )
+    instance._change_reason, user = deletion
+    if user is not None and getattr(instance, "_history_user", None) is None:
+        instance._history_user = user
+
+
+def account_never_deleted(sender, instance, **kwargs) -> None:
+    """pre_delete of user accounts (connected in CoreConfig.ready): an account is made
+    inactive, never deleted. Every history row names who made it, and deleting that person
+    would set the name to nothing on each (SET_NULL): the trail would be rewritten."""
+    raise UnauditedWrite(
+        f"User {instance.pk}: accounts are made inactive, never deleted (the audit trail "
+        "names them)."
+    )
+
+
+def audited_delete(instance, *, user=None, reason: str) -> None:
+    """Delete one record, and what it cascades to, with who and why in the audit trail."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": REASON_REQUIRED})
+    instance._change_reason = reason
+    if user is not None and user.is_authenticated:
+        instance._history_user = user
+    token = _deletion.set((reason, getattr(instance, "_history_user", None)))
+    try:
+        instance.delete()
+    finally:
+        _deletion.reset(token)
+
+
+def history_models() -> list:
+    """Every table of the audit trail: each audited model's history, and the tables that
+    keep the many-to-many fields of a history row (an account's groups at each change)."""
+    tables = []
+    for model in apps.get_models():
+        attribute = getattr(model._meta, "simple_history_manager_attribute", None)
+        if attribute is None:
+            continue
+        history_model = getattr(model, attribute).model
+        tables.append(history_model)
+        tables.extend(
+            getattr(history_model, field.name).model for field in history_model._history_m2m_fields
+        )
+    return tables
+
+
+# The name of the trigger on each history table (pgtrigger prefixes and hashes it).
+HISTORY_TRIGGER = "history_append_only"
+
+
+def protect_history_tables() -> None:
+    """Register, for every history table, a PostgreSQL trigger that refuses UPDATE and DELETE
+    whoever sends them (the app, a shell, psql): history is only ever added to. Called at
+    start-up, so a history table added later is covered without a word here; pgtrigger
+    installs the triggers after each `migrate` (PGTRIGGER_INSTALL_ON_MIGRATE), not through
+    migrations of their own. TRUNCATE, which is not a row's UPDATE or DELETE, still empties
+    a table: the test database's flush and `manage.py flush` work."""
+    protect = pgtrigger.Protect(name=HISTORY_TRIGGER, operation=pgtrigger.Update | pgtrigger.Delete)
+    for model in history_models():
+        protect.register(model)
 
 
 def audited_save(instance: AuditedModel, *, user=None, reason: str = "") -> AuditedModel:
@@ -76,12 +235,16 @@ def audited_bulk_create(
         if not instance._state.adding:
             raise ValueError("audited_bulk_create makes new records only")
         instance.full_clean(exclude=relations, validate_unique=False, validate_constraints=False)
-    return bulk_create_with_history(
-        instances,
-        model,
-        default_user=user if user is not None and user.is_authenticated else None,
-        default_change_reason=(reason or "").strip(),
-    )
+    token = _bulk_writes_allowed.set(True)  # history rows are written with the records
+    try:
+        return bulk_create_with_history(
+            instances,
+            model,
+            default_user=user if user is not None and user.is_authenticated else None,
+            default_change_reason=(reason or "").strip(),
+        )
+    finally:
+        _bulk_writes_allowed.reset(token)
 
 
 class AccountEvents(models.Model):
@@ -148,6 +311,55 @@ def audit_accounts(user_model, group_model) -> None:
     )
     register(
         group_model, app="trialsite.core", records_class=AccountHistory, m2m_fields=["permissions"]
+    )
+    for model in (user_model, group_model):
+        _refuse_bulk_writes(model)
+
+
+def _refuse_bulk_writes(model) -> None:
+    """Give a model whose managers are another app's (Django's users and groups) the
+    refusals of `AuditedQuerySet`: each manager's class is swapped for a subclass whose
+    QuerySet is `AuditedQuerySet`, so `User.objects.update()` and `group.user_set.update()`
+    are refused like trial data's. Migrations still see Django's own manager."""
+    owners = [base for base in model.__mro__ if hasattr(base, "_meta")]
+    for manager in {id(m): m for b in owners for m in b._meta.local_managers}.values():
+        manager.__class__ = _refusing(type(manager))
+    # Copies of the managers made before the swap (Options.managers) are dropped; the base
+    # manager (Django's own lookups, `Model._base_manager`) is the refusing one too.
+    model._meta._expire_cache()
+    model._meta.base_manager_name = model._meta.default_manager.name
+
+
+def _refusing(manager_class):
+    if issubclass(manager_class._queryset_class, AuditedQuerySet):
+        return manager_class
+    path = f"{manager_class.__module__}.{manager_class.__qualname__}"
+
+    def deconstruct(self):
+        as_manager, _path, qs_path, args, kwargs = manager_class.deconstruct(self)
+        return as_manager, path, qs_path, args, kwargs
+
+    def __eq__(self, other):
+        # Equal to Django's own manager either way round: no migration of the auth app.
+        return (
+            isinstance(other, manager_class) and self._constructor_args == other._constructor_args
+        )
+
+    queryset_class = type(
+        f"Audited{manager_class._queryset_class.__name__}",
+        (AuditedQuerySet, manager_class._queryset_class),
+        {"__module__": __name__},
+    )
+    return type(
+        f"Audited{manager_class.__name__}",
+        (manager_class,),
+        {
+            "_queryset_class": queryset_class,
+            "deconstruct": deconstruct,
+            "__eq__": __eq__,
+            "__hash__": manager_class.__hash__,
+            "__module__": __name__,
+        },
     )
 
 
