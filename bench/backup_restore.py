@@ -163,13 +163,13 @@ def compare(source: dict, target: dict) -> list[str]:
     return differences
 
 
-def served_pages(client, participant) -> dict[str, int]:
+def served_pages(client, participant, **extra) -> dict[str, int]:
     """The pages a coordinator opens first, from the database Django is connected to; the
     participant's page must show the name, decrypted with the install's key."""
     pages = {
-        "participant list": client.get("/participants/"),
-        "participant page": client.get(f"/participants/{participant.study_number}/"),
-        "roster": client.get("/arms/roster/"),
+        "participant list": client.get("/participants/", **extra),
+        "participant page": client.get(f"/participants/{participant.study_number}/", **extra),
+        "roster": client.get("/arms/roster/", **extra),
     }
     result = {name: response.status_code for name, response in pages.items()}
     page = pages["participant page"].content.decode()
@@ -245,6 +245,7 @@ def main() -> int:
     import django
 
     django.setup()
+    from django.conf import settings
     from django.core.management import call_command
     from django.test import Client
 
@@ -284,14 +285,17 @@ def main() -> int:
                 for h in after.values()
             )
             print(f"randomization lists: {len(after)}, hashes identical and verified: {lists_ok}")
+            # As the install's own host, over HTTPS when DEBUG is off (no redirect).
+            host = next((h for h in settings.ALLOWED_HOSTS if h[0] not in ".*"), "localhost")
+            client = Client(HTTP_HOST=host)
+            secure = not settings.DEBUG
             if args.seed:
-                client = Client()
                 client.force_login(coordinator)  # a bench, not a test: no login form here
-                pages = served_pages(client, participant)
+                pages = served_pages(client, participant, secure=secure)
                 stored = raw_identifier(participant)
                 print(f"served from the copy: {pages}; the name as stored: {stored[:16]}...")
             else:
-                pages = {"healthz": Client().get("/healthz").status_code}
+                pages = {"healthz": client.get("/healthz", secure=secure).status_code}
                 print(f"served from the copy: {pages}")
         ok = not differences and lists_ok and triggers[0] == triggers[1]
         ok = ok and all(code == 200 for name, code in pages.items() if name != "name readable")
