@@ -161,6 +161,100 @@ def python_findings(path: Path) -> Iterator[tuple[int, str, str]]:
                 yield node.lineno, "autoescape off", ""
 
 
+# Calls that send their SQL to the database as written: the SQL must be a literal, with the
+# values passed as parameters, never text formatted into it.
+RAW_SQL_CALLS = {"raw", "extra", "execute", "executemany", "RawSQL"}
+# Deployed code only: the tests and the benchmarks build SQL from their own table names.
+SQL_RULE_SKIPS = {"tests", "bench"}
+
+
+def is_formatted(node: ast.AST) -> bool:
+    """Text made by formatting: an f-string with a value in it, `"..." % x`, `"...".format()`,
+    or a concatenation with anything but literals."""
+    if isinstance(node, ast.JoinedStr):
+        return any(isinstance(v, ast.FormattedValue) for v in node.values)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+        return isinstance(node.left, ast.Constant | ast.JoinedStr)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return not (is_literal(node.left) and is_literal(node.right))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return node.func.attr == "format"
+    if isinstance(node, ast.List | ast.Tuple):
+        return any(is_formatted(element) for element in node.elts)
+    return False
+
+
+def formatted_names(tree: ast.Module) -> set[str]:
+    """Names the module assigns formatted text to (`sql = f"..."`), anywhere in it."""
+    names = set()
+    for node in ast.walk(tree):
+        value = getattr(node, "value", None)
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign) and value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if is_formatted(value) or isinstance(node, ast.AugAssign):
+                names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+def security_findings(path: Path) -> Iterator[tuple[int, str, str]]:
+    """(line, rule, source) for what turns a protection off: `csrf_exempt`, and raw SQL built
+    by formatting text (injection) in the deployed code."""
+    source = path.read_text()
+    tree = ast.parse(source)
+    relative = path.relative_to(ROOT).parts if path.is_relative_to(ROOT) else ()
+    check_sql = not (relative and relative[0] in SQL_RULE_SKIPS)
+    formatted = formatted_names(tree)
+    for node in ast.walk(tree):
+        name = node.id if isinstance(node, ast.Name) else getattr(node, "attr", None)
+        imported = isinstance(node, ast.ImportFrom) and any(
+            a.name == "csrf_exempt" for a in node.names
+        )
+        if imported or (isinstance(node, ast.Name | ast.Attribute) and name == "csrf_exempt"):
+            yield node.lineno, "csrf_exempt", ""
+        if check_sql and isinstance(node, ast.Call) and callee(node) in RAW_SQL_CALLS:
+            for arg in [*node.args, *(k.value for k in node.keywords)]:
+                if is_formatted(arg) or (isinstance(arg, ast.Name) and arg.id in formatted):
+                    segment = ast.get_source_segment(source, arg) or ""
+                    yield node.lineno, "raw SQL built by formatting", segment[:60]
+
+
+def test_no_csrf_exemption_and_no_sql_built_by_formatting():
+    findings = [
+        f"{path.relative_to(ROOT)}:{line}: {rule}" + (f" ({source})" if source else "")
+        for path in project_files(".py")
+        for line, rule, source in security_findings(path)
+        if (str(path.relative_to(ROOT)), rule, source) not in ALLOWED
+    ]
+    assert findings == [], (
+        "Keep Django's CSRF check on every view, and pass values to SQL as parameters "
+        "(cursor.execute(sql, [value]), .raw(sql, [value])), or add the place to ALLOWED with "
+        "the reason its text is never data:\n" + "\n".join(findings)
+    )
+
+
+def test_the_security_rule_sees_what_it_forbids(tmp_path):
+    module = tmp_path / "views.py"
+    module.write_text(
+        "from django.views.decorators.csrf import csrf_exempt\n"
+        "Model.objects.raw(f'SELECT * FROM t WHERE name = {name}')\n"
+        "Model.objects.raw('SELECT * FROM t WHERE name = %s', [name])\n"
+        "cursor.execute('SELECT * FROM t WHERE id = %s' % pk)\n"
+        "cursor.execute('SELECT * FROM t WHERE id = {}'.format(pk))\n"
+        "sql = 'SELECT * FROM t WHERE name = ' + name\n"
+        "cursor.execute(sql)\n"
+        "qs.extra(where=[f'name = {name}'])\n"
+        "cursor.execute('SELECT 1 ' + 'FROM t')\n"
+    )
+    assert sorted((line, rule) for line, rule, _source in security_findings(module)) == [
+        (1, "csrf_exempt"),
+        (2, "raw SQL built by formatting"),
+        (4, "raw SQL built by formatting"),
+        (5, "raw SQL built by formatting"),
+        (7, "raw SQL built by formatting"),
+        (8, "raw SQL built by formatting"),
+    ]
+
+
 def template_findings(path: Path) -> Iterator[tuple[int, str, str]]:
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         for rule, pattern in TEMPLATE_RULES.items():
