@@ -10,12 +10,12 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 
 from trialsite.core.access import access_for, scope_to_sites
-from trialsite.core.clock import site_today
+from trialsite.core.clock import site_date, site_today
 from trialsite.core.models import Protocol, Role
 from trialsite.core.protocol import BASELINE_INPUTS, baseline_inputs_needed
 
@@ -26,6 +26,7 @@ from .models import (
     ConsentVersion,
     Decision,
     EligibilityCriterion,
+    EligibilitySignoff,
     Participant,
     ReconsentStatus,
     ReconsentTask,
@@ -64,14 +65,102 @@ def is_own_site_staff(user, participant: Participant) -> bool:
     return participant.site_id in (access_for(user).site_ids(*SITE_STAFF) or ())
 
 
-def participant_list(user) -> QuerySet[Participant]:
+def participant_list(user, *, search: str = "") -> QuerySet[Participant]:
+    """The participants the user may see, with what the list's status columns read, found by
+    a part of their study number (any case). No identifier is read."""
     latest = Screening.objects.filter(participant=OuterRef("pk")).order_by(
         "-screening_date", "-recorded_at"
     )
-    return participants_for_user(user).annotate(
-        latest_decision=Subquery(latest.values("decision")[:1]),
-        latest_screened_on=Subquery(latest.values("screening_date")[:1]),
+    latest_consent = Consent.objects.filter(participant=OuterRef("pk")).order_by(
+        "-consented_at", "-pk"
     )
+    participants = participants_for_user(user)
+    if search.strip():
+        participants = participants.filter(study_number__icontains=search.strip())
+    return (
+        participants.only(
+            "pk",
+            "study_number",
+            "sequence",
+            "sex",
+            "registered_at",
+            "site__code",
+            "site__time_zone",
+            "site__name",
+        )
+        .annotate(
+            latest_screening_pk=Subquery(latest.values("pk")[:1]),
+            latest_decision=Subquery(latest.values("decision")[:1]),
+            latest_screened_on=Subquery(latest.values("screening_date")[:1]),
+            latest_consent_version=Subquery(latest_consent.values("version")[:1]),
+            reconsent_open=Exists(
+                ReconsentTask.objects.filter(
+                    participant=OuterRef("pk"), status=ReconsentStatus.OPEN
+                )
+            ),
+            # The allocation is the arms app's: read through its reverse relation by name.
+            arm_code=F("allocation__arm__code"),
+            randomized_at=F("allocation__randomized_at"),
+        )
+        .annotate(
+            signed=Exists(
+                EligibilitySignoff.objects.filter(screening_id=OuterRef("latest_screening_pk"))
+            )
+        )
+        .order_by("site__code", "sequence")
+    )
+
+
+class ConsentState:
+    CURRENT = "current"
+    RECONSENT = "reconsent"
+    NONE = "none"
+
+
+class SignoffState:
+    SIGNED = "signed"
+    AWAITED = "awaited"
+    NONE = "none"
+
+
+def with_list_status(participants) -> list[Participant]:
+    """Sets `consent_state`, `signoff_state` and `study_day` on each participant of one page
+    of `participant_list`: one query (the consent versions), whatever the number of rows.
+    Consent is current when the latest consent is on a version in force at the site today
+    and no re-consent is open; the study day counts from the site's date of randomization."""
+    participants = list(participants)
+    if not participants:
+        return participants
+    versions = list(
+        ConsentVersion.objects.filter(protocol__is_current=True).order_by(
+            "language", "-effective_date", "-pk"
+        )
+    )
+    in_force_on: dict[date, set[int]] = {}
+    for participant in participants:
+        today = site_today(participant.site)
+        if today not in in_force_on:
+            in_force_on[today] = {v.pk for v in _in_force(versions, today).values()}
+        if participant.latest_consent_version is None:
+            participant.consent_state = ConsentState.NONE
+        elif participant.reconsent_open or (
+            participant.latest_consent_version not in in_force_on[today]
+        ):
+            participant.consent_state = ConsentState.RECONSENT
+        else:
+            participant.consent_state = ConsentState.CURRENT
+        if participant.signed:
+            participant.signoff_state = SignoffState.SIGNED
+        elif participant.latest_decision == Decision.ELIGIBLE:
+            participant.signoff_state = SignoffState.AWAITED
+        else:
+            participant.signoff_state = SignoffState.NONE
+        participant.study_day = (
+            (today - site_date(participant.randomized_at, participant.site)).days
+            if participant.randomized_at
+            else None
+        )
+    return participants
 
 
 # --- Screening ----------------------------------------------------------------------------------

@@ -42,11 +42,22 @@ def _form_page(request, participant, form, *, title, intro=""):
 # --- Registry ------------------------------------------------------------------------------------
 
 
+# The trial is open-label: every role sees the allocated arm, as the arm rosters show it to
+# every role. A blinded trial would name here the roles that may.
+ARM_VIEWERS = tuple(Role)
+
+
 def participant_list(request):
+    # NUL cannot reach PostgreSQL in a query; a search longer than any study number finds nothing.
+    search = request.GET.get("q", "").replace("\x00", "")[:40]
+    page = Paginator(selectors.participant_list(request.user, search=search), 50).get_page(
+        request.GET.get("page")
+    )
     context = {
-        "page": Paginator(selectors.participant_list(request.user), 50).get_page(
-            request.GET.get("page")
-        ),
+        "page": page,
+        "participants": selectors.with_list_status(page.object_list),
+        "search": search,
+        "show_arm": access_for(request.user).has(*ARM_VIEWERS),
         "can_register": access_for(request.user).has(*WRITERS),
     }
     return render(request, "enrollment/participant_list.html", context)
