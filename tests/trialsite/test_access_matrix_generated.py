@@ -151,6 +151,7 @@ EXPECTATIONS: dict[str, Expect] = {
     "oversight:consort": _trial(ALL, 403),
     "oversight:consort_svg": _trial(ALL, 403),
     "oversight:record_status": _trial(ALL, 403),
+    "oversight:enrollment": _trial(ALL, 403),
     # --- Enrollment
     "enrollment:participant_list": _trial(SEES_NOTHING, 403),
     "enrollment:participant_register": _trial(SITE_STAFF, 403),

@@ -119,10 +119,12 @@ def pages_by_role(ward: Ward) -> dict[str, list[str]]:
         "/protocol/",
         "/oversight/consort/",
         "/oversight/record-status/",
+        "/oversight/enrollment/",
     ]
     return {
         "coordinator": [
             "/home/coordinator/",
+            "/home/coordinator/queues/consents/",
             *shared,
             "/participants/register/",
             f"/participants/{ward.ready}/",
@@ -158,6 +160,7 @@ def pages_by_role(ward: Ward) -> dict[str, list[str]]:
         ],
         "data_manager": [
             "/home/data_manager/",
+            "/home/data_manager/queues/screenings/",
             *shared,
             "/audit/",
             "/exports/",

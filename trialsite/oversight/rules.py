@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 from django.utils.translation import gettext_lazy as _
 
@@ -265,3 +266,64 @@ def end_cell(reason: str | None, reason_label: str) -> Cell:
     if reason:
         return Cell("end", PROBLEM if reason in (*LOST_ENDS, "died") else ATTENTION, reason_label)
     return Cell("end", NONE, str(_("On study")))
+
+
+# --- Enrollment over time -------------------------------------------------------------------
+
+
+def week_start(day: date) -> date:
+    """The Monday of `day`'s week (ISO weeks)."""
+    return day - timedelta(days=day.weekday())
+
+
+@dataclass(frozen=True)
+class Series:
+    key: str
+    label: str
+    values: tuple[int, ...]  # cumulative, one per week
+
+    @property
+    def total(self) -> int:
+        return self.values[-1] if self.values else 0
+
+
+@dataclass(frozen=True)
+class Cumulative:
+    weeks: tuple[date, ...]  # each week's Monday, oldest first, without gaps
+    series: tuple[Series, ...]
+
+    @property
+    def rows(self) -> list[tuple[date, list[int]]]:
+        """Week by week, each series' cumulative count: the chart's table."""
+        return [(week, [s.values[i] for s in self.series]) for i, week in enumerate(self.weeks)]
+
+
+def cumulative_by_week(
+    randomized: list[tuple[date, str]], keys: list[tuple[str, str]], *, until: date
+) -> Cumulative:
+    """Participants randomized, counted up week by week for each key (an arm, a site).
+
+    `randomized` holds each randomization's date (at its site) and key; `keys` the (key,
+    label) pairs in the order to show, those not named after them; `until` the last day to
+    show (the weeks run from the first randomization's to its week). Nothing randomized: no
+    weeks.
+    """
+    if not randomized:
+        return Cumulative((), tuple(Series(k, label, ()) for k, label in keys))
+    first = week_start(min(day for day, _key in randomized))
+    last = week_start(max(until, *(day for day, _key in randomized)))
+    weeks = tuple(first + timedelta(weeks=i) for i in range((last - first).days // 7 + 1))
+    per_week: dict[str, Counter] = {}
+    for day, key in randomized:
+        per_week.setdefault(key, Counter())[week_start(day)] += 1
+    labels = dict(keys)
+    ordered = [k for k, _label in keys] + sorted(k for k in per_week if k not in labels)
+    series = []
+    for key in ordered:
+        counts = per_week.get(key, Counter())
+        running, values = 0, []
+        for week in weeks:
+            running += counts[week]
+            values.append(running)
+        series.append(Series(key, labels.get(key, key), tuple(values)))
+    return Cumulative(weeks, tuple(series))

@@ -7,22 +7,29 @@ arms of the current protocol.
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
 from django.db.models import Count, Exists, F, IntegerField, JSONField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
-from arms.models import AllocationStatus, Arm
+from arms.models import Allocation, AllocationStatus, Arm
 from dosing.models import DoseSchedule, DoseStatus, ScheduledDose
 from enrollment.models import (
     OFF_STUDY_SCOPES,
     Consent,
     ConsentRefusal,
+    EligibilityCriterion,
     EligibilitySignoff,
     Screening,
     Withdrawal,
     WithdrawalScope,
 )
-from enrollment.selectors import participants_for_user
+from enrollment.selectors import participants_for_user, screening_log
 from outcomes.models import AdverseEvent, EndOfStudy, EndReason, ScheduledVisit, VisitStatus
+from trialsite.core.access import scope_to_sites, sites_for_user
 from trialsite.core.models import Protocol
 
 from . import rules
@@ -179,3 +186,74 @@ def grid_cells(participant) -> list[rules.Cell]:
         rules.ae_cell(participant.aes_open, participant.aes_total),
         rules.end_cell(participant.end_reason, end_label),
     ]
+
+
+# --- Enrollment over time and screen failures ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnrollmentOverTime:
+    by_arm: rules.Cumulative
+    by_site: rules.Cumulative
+
+
+def enrollment_over_time(user) -> EnrollmentOverTime:
+    """Participants randomized, cumulative per week, per arm and per site, at the sites the
+    user may see; each randomization in its site's week. Every allocation counts, those
+    marked in error too (intention to treat, as in the CONSORT diagram). Three queries
+    (allocations, arms, sites), whatever their number."""
+    rows = list(
+        scope_to_sites(Allocation.objects.all(), user, site_field="participant__site")
+        .order_by()
+        .values_list(
+            "randomized_at", "arm__code", "participant__site__code", "participant__site__time_zone"
+        )
+    )
+    dated = [
+        (timezone.localtime(at, ZoneInfo(zone)).date(), arm, site) for at, arm, site, zone in rows
+    ]
+    sites = list(sites_for_user(user).order_by("code").values_list("code", "time_zone"))
+    until = max(
+        (timezone.localdate(timezone=ZoneInfo(zone)) for _code, zone in sites), default=None
+    )
+    until = until or timezone.localdate()
+    arms, _with_schedule = current_arms()
+    return EnrollmentOverTime(
+        by_arm=rules.cumulative_by_week([(d, arm) for d, arm, _s in dated], arms, until=until),
+        by_site=rules.cumulative_by_week(
+            [(d, site) for d, _a, site in dated], [(c, c) for c, _z in sites], until=until
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class FailureReason:
+    code: str
+    text: str
+    screenings: int  # screenings that failed this criterion
+    linkable: bool  # a criterion of the current protocol: the screening log filters by it
+
+
+def screen_failure_reasons(user) -> tuple[list[FailureReason], int]:
+    """Each failed criterion with the number of screenings (of the user's sites) that failed
+    it, as the screening log filtered to that criterion lists them, in the protocol's order;
+    and the number of ineligible screenings. Two queries."""
+    counts: Counter[str] = Counter()
+    ineligible = 0
+    for failures in screening_log(user).order_by().values_list("failures", flat=True):
+        if failures:
+            ineligible += 1
+            counts.update(list(failures))
+    criteria = list(
+        EligibilityCriterion.objects.filter(protocol__is_current=True).order_by("order")
+    )
+    known = {c.code for c in criteria}
+    reasons = [
+        FailureReason(c.code, c.localized_text(), counts[c.code], True)
+        for c in criteria
+        if counts[c.code]
+    ]
+    reasons += [
+        FailureReason(code, "", n, False) for code, n in sorted(counts.items()) if code not in known
+    ]
+    return reasons, ineligible

@@ -8,4 +8,5 @@ urlpatterns = [
     path("consort/", views.consort, name="consort"),
     path("consort.svg", views.consort_svg, name="consort_svg"),
     path("record-status/", views.record_status, name="record_status"),
+    path("enrollment/", views.enrollment, name="enrollment"),
 ]

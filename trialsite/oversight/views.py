@@ -1,4 +1,5 @@
-"""The CONSORT flow diagram (HTML and SVG) and the record-status grid."""
+"""The CONSORT flow diagram (HTML and SVG), enrollment over time with the screen-failure
+reasons, and the record-status grid."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.utils.translation import gettext as _
 from trialsite.core.access import role_required
 from trialsite.core.models import Role
 
-from . import selectors, svg
+from . import chart, selectors, svg
 
 # Every role: site-held roles see their own sites' participants, the others all sites.
 OVERSEERS = tuple(Role)
@@ -88,3 +89,29 @@ def record_status(request):
     ]
     context = {"page": page, "rows": rows, "columns": columns}
     return render(request, "oversight/record_status.html", context)
+
+
+@role_required(*OVERSEERS)
+def enrollment(request):
+    over_time = selectors.enrollment_over_time(request.user)
+    reasons, ineligible = selectors.screen_failure_reasons(request.user)
+    context = {
+        "charts": [
+            {
+                "key": "arm",
+                "title": _("Randomized per arm, cumulative by week"),
+                "data": over_time.by_arm,
+                "layout": chart.layout(over_time.by_arm),
+            },
+            {
+                "key": "site",
+                "title": _("Randomized per site, cumulative by week"),
+                "data": over_time.by_site,
+                "layout": chart.layout(over_time.by_site),
+            },
+        ],
+        "reasons": reasons,
+        "ineligible": ineligible,
+        "now": timezone.now(),
+    }
+    return render(request, "oversight/enrollment.html", context)
