@@ -435,6 +435,7 @@ def run_load(args) -> int:
                 "password": seeded["password"],
                 "think": _think(args.think),
                 "eligible_share": 0.7,
+                "logins_at_once": args.workers,
             }
         )
         total = load_users.CONFIG["total_users"]
@@ -521,7 +522,10 @@ def report(stats, window: float, cpu: dict[str, float], notices: dict, crashes: 
     for crash, count in crashes.items():
         print(f"  {count:5} x a user's step crashed: {crash}")
     print(f"\nfloor (bare logged-in page): p50 {f50:.0f} ms, p95 {f95:.0f} ms, p99 {f99:.0f} ms")
-    print("CPU used in the window, in cores (2 = the whole machine):")
+    requests = stats.total.num_requests or 1
+    for part in ("gunicorn", "postgres (all databases)"):
+        print(f"{part} CPU per request: {1000 * cpu.get(part, 0.0) * window / requests:.1f} ms")
+    print(f"CPU used in the window, in cores ({os.cpu_count()} = the whole machine):")
     for name, cores in sorted(cpu.items(), key=lambda kv: -kv[1]):
         print(f"  {name:28} {max(cores, 0.0):5.2f}")
     for name, value in notices.items():

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import gevent
 from gevent.event import Event
+from gevent.lock import BoundedSemaphore
 from locust import FastHttpUser, task
 from locust.exception import StopUser
 
@@ -37,6 +38,7 @@ CONFIG: dict = {}
 AWAITING_SIGNOFF: dict[str, deque] = defaultdict(deque)
 # Everyone logged in: the measured work starts together, after the login burst.
 ALL_LOGGED_IN = Event()
+LOGINS_AT_ONCE = BoundedSemaphore(2)  # set to the server's workers by `prepare`
 _logged_in = [0]
 _accounts: dict[str, deque] = {}
 
@@ -59,7 +61,10 @@ class TrialUser(FastHttpUser):
         self.site = self.account["site"]
         self.zone = ZoneInfo(self.account["time_zone"])
         try:
-            self.log_in()
+            # A few at a time, as a ward's staff arrive: each login hashes the password
+            # (PBKDF2, most of a second of CPU), and sixty at once would hold every worker.
+            with LOGINS_AT_ONCE:
+                self.log_in()
         except RuntimeError as exc:
             CONFIG.setdefault("login_failures", []).append(str(exc))
             raise StopUser() from exc
@@ -96,7 +101,8 @@ class TrialUser(FastHttpUser):
             allow_redirects=False,
             catch_response=True,
         ) as response:
-            location = response.headers.get("Location", "")
+            # No answer at all (status 0: refused or timed out) has no headers.
+            location = (response.headers or {}).get("Location", "")
             if response.status_code == 302 and expect in location:
                 return location
             detail = location or errors_in(response.text or "")
@@ -137,6 +143,8 @@ class TrialUser(FastHttpUser):
         if location is None:
             raise RuntimeError(f"{self.account['username']} could not log in")
         html, url = self.follow(location, "login: next page")
+        if html is None:
+            raise RuntimeError(f"{self.account['username']}: no page after the password")
         form = code_field = None
         for code_field in OTP_FIELDS:
             form = form_with(html or "", code_field)
@@ -159,7 +167,7 @@ class TrialUser(FastHttpUser):
             with self.client.get(
                 url, name=name, allow_redirects=False, catch_response=True
             ) as response:
-                if response.status_code in (301, 302, 303):
+                if response.status_code in (301, 302, 303) and response.headers:
                     url = response.headers["Location"]
                     continue
                 if response.status_code != 200:
@@ -255,13 +263,16 @@ class Investigator(TrialUser):
     @task
     def work(self):
         self.floor()
-        queue = AWAITING_SIGNOFF[self.site]
-        if queue:
-            self.sign_randomize_and_dose(queue.popleft())
-        self.think()
-        self.page("/arms/roster/", "roster: all arms")
-        self.think()
-        self.page("/dosing/today/", "dosing worklist")
+        # Between the pages they read, the sign-offs their coordinators asked for come first.
+        for url, name in (
+            ("/arms/roster/", "roster: all arms"),
+            ("/dosing/today/", "dosing worklist"),
+        ):
+            queue = AWAITING_SIGNOFF[self.site]
+            if queue:
+                self.sign_randomize_and_dose(queue.popleft())
+            self.think()
+            self.page(url, name)
         self.think()
 
     def sign_randomize_and_dose(self, number: str):
@@ -314,3 +325,5 @@ def prepare(config: dict) -> None:
     Coordinator.fixed_count = len(_accounts["coordinator"])
     Investigator.fixed_count = len(_accounts["investigator"])
     CONFIG["total_users"] = Coordinator.fixed_count + Investigator.fixed_count
+    global LOGINS_AT_ONCE
+    LOGINS_AT_ONCE = BoundedSemaphore(config.get("logins_at_once", 2))
