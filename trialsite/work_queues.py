@@ -28,7 +28,7 @@ from trialsite.core.clock import site_time_text
 from trialsite.core.models import Role
 
 # Rows shown on the home page; the count links to all of them.
-HOME_ROWS = 10
+HOME_ROWS = 5
 LIST_PAGE_SIZE = 50
 
 WRITERS = (Role.COORDINATOR, Role.INVESTIGATOR)
@@ -166,13 +166,16 @@ def _screening_row(participant, may_act):
 
 def _consent_row(participant, may_act):
     decision = participant.latest_decision
+    # The screening's state, beside the missing consent.
     what = (
-        Decision(decision).label if decision else _("Not screened yet")
-    )  # the screening's state, beside the missing consent
+        _("Latest screening: %(decision)s") % {"decision": Decision(decision).label.lower()}
+        if decision
+        else _("Not screened yet")
+    )
     return Row(
         participant.study_number,
         participant.site.code,
-        str(what),
+        what,
         action_url=_url("enrollment:consent_record", participant.study_number, may_act=may_act),
         action=_("Record consent"),
     )
