@@ -54,12 +54,14 @@ INSTALLED_APPS = [
     "pgtrigger",
     "axes",
     "health_check",
-    # The foundation first, then the apps in the order they stand on each other, then the
-    # composition that knows them all.
     # The second factor: authenticator-app codes (TOTP) and single-use recovery codes.
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    # Passkeys (WebAuthn), the phishing-resistant second factor.
+    "django_otp_webauthn",
+    # The foundation first, then the apps in the order they stand on each other, then the
+    # composition that knows them all.
     "trialsite.core",
     "enrollment",
     "arms",
@@ -81,14 +83,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "trialsite.core.middleware.SessionLifetimeMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
-    "trialsite.core.middleware.UserLanguageMiddleware",
-    "trialsite.core.middleware.ReadOnlyRoleMiddleware",
     # request.user.is_verified(): whether this session has passed the second factor.
     "django_otp.middleware.OTPMiddleware",
-    "trialsite.core.middleware.RoleHeldMiddleware",
+    "trialsite.core.middleware.UserLanguageMiddleware",
     # Before any other check on the user: an unverified session reaches nothing but the
     # second-factor pages and logging out, whatever view a later change adds.
     "trialsite.core.middleware.SecondFactorMiddleware",
+    "trialsite.core.middleware.ReadOnlyRoleMiddleware",
+    "trialsite.core.middleware.RoleHeldMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
@@ -172,6 +174,24 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
 
+# The second factor (trialsite/core/mfa.py). A wrong code doubles the wait before the next
+# try on that device (1 s, 2 s, 4 s ...): django-otp's throttling.
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Trialsite NCT05682586")
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
+# Passkeys are a second factor only, never a way round the password (and its lockout). A
+# passkey belongs to one host name (the relying party; never an IP address) and is accepted only
+# from the listed origins: by default the first of ALLOWED_HOSTS over HTTPS; the demo's is
+# http://localhost:8000.
+_PASSKEY_HOST = next((h for h in ALLOWED_HOSTS if "*" not in h and not h.startswith(".")), "")
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False
+OTP_WEBAUTHN_RP_NAME = "Trialsite NCT05682586"
+OTP_WEBAUTHN_RP_ID = env.str("OTP_WEBAUTHN_RP_ID", default="localhost" if DEBUG else _PASSKEY_HOST)
+OTP_WEBAUTHN_ALLOWED_ORIGINS = env.list(
+    "OTP_WEBAUTHN_ALLOWED_ORIGINS",
+    default=["http://localhost:8000"] if DEBUG else [f"https://{_PASSKEY_HOST}"],
+)
+
 # Idle timeout: the session expires this long after the last request.
 SESSION_COOKIE_AGE = env.int("SESSION_IDLE_MINUTES", default=30) * 60
 SESSION_SAVE_EVERY_REQUEST = True
@@ -180,12 +200,6 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_ABSOLUTE_HOURS = env.int("SESSION_ABSOLUTE_HOURS", default=12)
 
 # --- HTTPS and cookies: secure unless DEBUG ---------------------------------------------------
-# The second factor (trialsite/core/mfa.py). A wrong code doubles the wait before the next
-# try on that device (1 s, 2 s, 4 s ...): django-otp's throttling.
-OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Trialsite NCT05682586")
-OTP_TOTP_THROTTLE_FACTOR = 1
-OTP_STATIC_THROTTLE_FACTOR = 1
-
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)

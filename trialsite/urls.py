@@ -5,6 +5,7 @@ from django.urls import include, path
 from . import views
 from .core.forms import LoginForm
 from .core.health import HealthzView
+from .mfa import urls as mfa_urls
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -30,8 +31,9 @@ urlpatterns = [
         "accounts/login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("healthz", HealthzView.as_view(), name="healthz"),
     path("accounts/mfa/", include("trialsite.mfa.urls")),
+    path("accounts/mfa/", include(mfa_urls.passkey_patterns)),
+    path("healthz", HealthzView.as_view(), name="healthz"),
     # Under /i18n/, which a read-only monitor may post to: choosing a language changes no data.
     path("i18n/language/", views.language_set, name="language_set"),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -92,13 +92,15 @@ class Expect:
     kwargs: Callable[[SiteWard], dict] | None = None
     site_scoped: bool = False
     post_only: bool = False
-
-
-def _participant(attr: str) -> Callable[[SiteWard], dict]:
     get_only: bool = False
     # The user's own second factor (trialsite/mfa): open to every logged-in user, whatever
     # their roles, and posted to by read-only ones too (it changes how they log in, no data).
     own_account: bool = False
+    # An own-account POST refused for want of the password given again (passkey registration).
+    post_refused: bool = False
+
+
+def _participant(attr: str) -> Callable[[SiteWard], dict]:
     return lambda w: {"study_number": getattr(w, attr)}
 
 
@@ -118,13 +120,13 @@ def _trial(get, refused, kwargs=None, **more) -> Expect:
     return Expect(frozenset(get), refused, kwargs, **more)
 
 
-# A user with no role opens the home page, which tells them so, and nothing else: every other
-# page is a 403 (trialsite.core.middleware.RoleHeldMiddleware), GET or POST.
-SEES_NOTHING = ALL
 def _own(**more) -> Expect:
     return Expect(ALL | {NO_ROLE}, 403, own_account=True, **more)
 
 
+# A user with no role opens the home page, which tells them so, and nothing else: every other
+# page is a 403 (trialsite.core.middleware.RoleHeldMiddleware), GET or POST.
+SEES_NOTHING = ALL
 
 EXPECTATIONS: dict[str, Expect] = {
     # --- The composition: home, sites, protocol, audit, users, exports
@@ -204,6 +206,22 @@ EXPECTATIONS: dict[str, Expect] = {
     "outcomes:ae_report": _scoped(SITE_STAFF, 403, _pk("adverse_event")),
     "outcomes:ae_open_reports": _trial(SEES_NOTHING, 403),
     "outcomes:end_of_study": _scoped(SITE_STAFF, 403, _participant("allocated")),
+    "outcomes:end_of_study_sign": _scoped({INVESTIGATOR}, 403, _participant("allocated")),
+    # --- The second factor: each user's own
+    "mfa:manage": _own(get_only=True),
+    "mfa:verify": _own(),
+    "mfa:enrol": _own(),
+    "mfa:enrol_app": _own(),
+    "mfa:recovery_codes": _own(),
+    "mfa:remove": _own(post_only=True),
+    "mfa:passkey_done": _own(),
+    # Passkeys (django-otp-webauthn's endpoints, under its own namespace): registering one asks
+    # the password again first, so a bare POST is refused.
+    "otp_webauthn:credential-registration-begin": _own(post_only=True, post_refused=True),
+    "otp_webauthn:credential-registration-complete": _own(post_only=True, post_refused=True),
+    "otp_webauthn:credential-authentication-begin": _own(post_only=True),
+    "otp_webauthn:credential-authentication-complete": _own(post_only=True),
+    "otp_webauthn:js-i18n-catalog": _own(get_only=True),
 }
 
 
@@ -214,13 +232,6 @@ def _url_names(resolver: URLResolver, namespace: str = ""):
                 continue  # Django's admin protects itself
             yield from _url_names(
                 entry, namespace + (f"{entry.namespace}:" if entry.namespace else "")
-    # --- The second factor: each user's own
-    "mfa:manage": _own(get_only=True),
-    "mfa:verify": _own(),
-    "mfa:enrol": _own(),
-    "mfa:enrol_app": _own(),
-    "mfa:recovery_codes": _own(),
-    "mfa:remove": _own(post_only=True),
             )
         elif isinstance(entry, URLPattern):
             yield namespace + (entry.name or f"<unnamed {entry.pattern}>")
@@ -239,6 +250,8 @@ def expected(expect: Expect, role: str, method: str, other_site: bool) -> int | 
         return 403  # the role-held middleware, before any view, GET or POST
     if method == "get" and expect.post_only or method == "post" and expect.get_only:
         return 405
+    if expect.own_account:
+        return 403 if method == "post" and expect.post_refused else ALLOWED
     if method == "post" and role in READ_ONLY:
         return 403  # the read-only middleware, before any view
     if role not in expect.get:
@@ -249,8 +262,6 @@ def expected(expect: Expect, role: str, method: str, other_site: bool) -> int | 
 
 
 def _study_numbers_seen(response, role: str) -> list[str]:
-    if expect.own_account:
-        return ALLOWED
     """Study numbers on the page of a site the user does not hold: site B's for a site-held
     role, any for a user with no role."""
     if role not in SITE_HELD | {NO_ROLE}:

@@ -439,7 +439,7 @@ def test_removing_the_app_asks_the_password_and_then_for_a_new_one(
     assert not TOTPDevice.objects.filter(user=investigator_a).exists()
     assert events(investigator_a)[-1] == (
         AccessEventKind.MFA_DEVICE_REMOVED,
-        "authenticator app and recovery codes",
+        "authenticator app, passkeys and recovery codes",
     )
     # The investigator's role still needs one: set it up before anything else.
     assert client.get(reverse("site_list")).url == f"{ENROL}?next=%2Fsites%2F"
@@ -489,3 +489,40 @@ def test_the_demo_users_log_in_with_the_code_demo_otp_prints(protocol, at_start,
     assert client.get(reverse("protocol_detail")).status_code == 200
     with pytest.raises(Exception, match="no authenticator app"):
         call_command("demo_otp", "coordinator")
+
+
+# --- Passkeys (the browser ceremony: test_browser_passkeys.py) --------------------------------
+
+
+def test_registering_a_passkey_asks_the_password_again(at_start, investigator_a, client_for):
+    client = client_for(investigator_a)
+    begin = reverse("otp_webauthn:credential-registration-begin")
+    refused = client.post(begin)
+    assert (refused.status_code, refused.json()["code"]) == (403, "password_again")
+    assert events(investigator_a)[-1] == (
+        AccessEventKind.MFA_FAILED,
+        "passkey registration: password_again",
+    )
+    client.post(ENROL, {"password": PASSWORD})
+    options = client.post(begin).json()
+    assert options["rp"] == {"id": "localhost", "name": "Trialsite NCT05682586"}
+    assert options["user"]["name"] == investigator_a.username
+
+
+def test_a_passkey_is_no_way_round_the_password(at_start, investigator_a):
+    """Passwordless login is off: without a logged-in user the login step refuses to start."""
+    response = Client().post(reverse("otp_webauthn:credential-authentication-begin"))
+    assert response.status_code == 302 and response.url.startswith(reverse("login"))
+
+
+def test_the_access_review_names_passkeys(at_start, investigator_a, data_manager):
+    from django_otp_webauthn.models import WebAuthnCredential
+
+    from trialsite.core.selectors import access_review
+
+    totp_device_for(data_manager)
+    WebAuthnCredential.objects.create(
+        user=investigator_a, name="key", confirmed=True, public_key=b"k", credential_id=b"c"
+    )
+    rows = {row.username: row.mfa for row in access_review()}
+    assert (rows["bob"], rows["dana"]) == ("passkey", "totp")

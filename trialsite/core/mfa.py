@@ -3,10 +3,10 @@
 Investigators, data managers, monitors and the trial administrator (and any superuser) need a
 second factor; a coordinator needs one when a site where they hold the role says so
 (`Site.coordinators_require_mfa`), and anyone who has enrolled one is asked for it. The factors
-are django-otp devices: an authenticator app (TOTP, RFC 6238) and a set of single-use recovery
-codes. `SecondFactorMiddleware` enforces it on every request; the pages are in
-trialsite/mfa/. Every enrolment, verification, failure, recovery code used and device removed
-is an `AccessEvent`.
+are django-otp devices: an authenticator app (TOTP, RFC 6238), passkeys (WebAuthn,
+django-otp-webauthn: the phishing-resistant one) and a set of single-use recovery codes.
+`SecondFactorMiddleware` enforces it on every request; the pages are in trialsite/mfa/. Every
+enrolment, verification, failure, recovery code used and device removed is an `AccessEvent`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp_webauthn.models import WebAuthnCredential
 
 from .access import access_for
 from .models import AccessEventKind, Role, Site
@@ -36,6 +37,7 @@ REAUTH_KEY = "_trial_mfa_reauth_at"
 
 # The access review's words for what an account has enrolled.
 STATUS_TOTP = "totp"
+STATUS_PASSKEY = "passkey"
 STATUS_NONE = "none"
 
 
@@ -67,13 +69,22 @@ def mfa_required(user) -> bool:
 
 
 def mfa_enrolled(user) -> bool:
-    """A confirmed authenticator app. Recovery codes alone are no enrolment: they are the way
-    back when the app is lost."""
-    return TOTPDevice.objects.devices_for_user(user, confirmed=True).exists()
+    """A confirmed authenticator app or passkey. Recovery codes alone are no enrolment: they are
+    the way back when the app is lost."""
+    return (
+        TOTPDevice.objects.devices_for_user(user, confirmed=True).exists()
+        or WebAuthnCredential.objects.filter(user=user, confirmed=True).exists()
+    )
 
 
-def mfa_status(totp_count: int) -> str:
-    return STATUS_TOTP if totp_count else STATUS_NONE
+def passkeys_of(user) -> int:
+    return WebAuthnCredential.objects.filter(user=user, confirmed=True).count()
+
+
+def mfa_status(totp_count: int, passkey_count: int = 0) -> str:
+    """ "totp", "passkey", "totp+passkey" or "none"."""
+    held = [STATUS_TOTP] * bool(totp_count) + [STATUS_PASSKEY] * bool(passkey_count)
+    return "+".join(held) or STATUS_NONE
 
 
 # --- Enrolling an authenticator app --------------------------------------------------------------
@@ -248,16 +259,17 @@ def mfa_verify(*, request: HttpRequest, user, token: str) -> Verification:
 
 @transaction.atomic
 def mfa_devices_remove(*, request: HttpRequest, user) -> int:
-    """Remove the user's authenticator app and recovery codes (a lost phone). Whoever still
-    needs a second factor enrols again at their next request. Returns how many were removed."""
+    """Remove the user's authenticator app, passkeys and recovery codes (a lost phone or key).
+    Whoever still needs a second factor enrols again at their next request. Returns how many
+    were removed."""
     removed = 0
-    for model in (TOTPDevice, StaticDevice):
+    for model in (TOTPDevice, WebAuthnCredential, StaticDevice):
         removed += model.objects.filter(user=user).delete()[1].get(model._meta.label, 0)
     if removed:
         access_event_record(
             kind=AccessEventKind.MFA_DEVICE_REMOVED,
             user=user,
             request=request,
-            detail="authenticator app and recovery codes",
+            detail="authenticator app, passkeys and recovery codes",
         )
     return removed

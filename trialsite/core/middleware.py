@@ -74,7 +74,13 @@ class SecondFactorMiddleware:
         user = request.user
         if user.is_authenticated and not user.is_verified() and mfa_required(user):
             target = reverse("mfa:verify" if mfa_enrolled(user) else "mfa:enrol")
-            open_paths = (target, reverse("logout"), "/" + settings.STATIC_URL.lstrip("/"))
+            open_paths = (
+                target,
+                reverse("logout"),
+                # The passkey script's messages; the passkey endpoints sit under the target.
+                reverse("otp_webauthn:js-i18n-catalog"),
+                "/" + settings.STATIC_URL.lstrip("/"),
+            )
             if not request.path.startswith(open_paths) and request.path != reverse("healthz"):
                 nxt = request.get_full_path() if request.method == "GET" else ""
                 return redirect(f"{target}?{urlencode({'next': nxt})}" if nxt else target)

@@ -402,7 +402,7 @@ class AccessReviewRow:
     expires_on: date | None
     expired: bool
     last_login: datetime | None
-    mfa: str  # what the account has enrolled as its second factor: "totp" or "none"
+    mfa: str  # its second factor: "totp", "passkey", "totp+passkey" or "none"
     mfa_required: bool  # its roles (or a coordinator's site) need one
 
 
@@ -415,7 +415,12 @@ def access_review() -> list[AccessReviewRow]:
         get_user_model()
         ._default_manager.select_related("account_profile")
         .prefetch_related(Prefetch("role_assignments", queryset=assignments))
-        .annotate(totp_devices=Count("totpdevice", filter=Q(totpdevice__confirmed=True)))
+        .annotate(
+            totp_devices=Count("totpdevice", filter=Q(totpdevice__confirmed=True), distinct=True),
+            passkeys=Count(
+                "webauthncredential", filter=Q(webauthncredential__confirmed=True), distinct=True
+            ),
+        )
         .order_by("username")
     )
     return [
@@ -427,7 +432,7 @@ def access_review() -> list[AccessReviewRow]:
             expires_on=expiry_of(user),
             expired=account_expired(expiry_of(user), today=today),
             last_login=user.last_login,
-            mfa=mfa_status(user.totp_devices),
+            mfa=mfa_status(user.totp_devices, user.passkeys),
             mfa_required=_mfa_required(user, list(user.role_assignments.all())),
         )
         for user in users
@@ -439,6 +444,7 @@ def _mfa_required(user, assignments: list) -> bool:
     return (
         user.is_superuser
         or user.totp_devices > 0
+        or user.passkeys > 0
         or any(
             a.role in ROLES_REQUIRING_MFA
             or (a.role == Role.COORDINATOR and a.site.coordinators_require_mfa)

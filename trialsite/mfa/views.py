@@ -38,6 +38,7 @@ def manage(request):
         "enrolled": mfa.mfa_enrolled(user),
         "required": mfa.mfa_required(user),
         "codes_left": mfa.recovery_codes_left(user),
+        "passkeys": mfa.passkeys_of(user),
         "password_form": PasswordAgainForm(request),
     }
     return render(request, "mfa/manage.html", context)
@@ -69,7 +70,8 @@ def verify(request):
             )
         else:
             form.add_error("code", _("This code is not right, or it has been used already."))
-    return render(request, "mfa/verify.html", {"form": form, "next": _next(request)})
+    context = {"form": form, "next": _next(request), "passkeys": mfa.passkeys_of(user)}
+    return render(request, "mfa/verify.html", context)
 
 
 def enrol(request):
@@ -108,7 +110,13 @@ def enrol_app(request):
                 {"codes": codes, "enrolled_now": True, "next": _next(request)},
             )
         form.add_error("code", _("This code is not right. Check the app's clock and try again."))
-    context = {"form": form, "setup": mfa.totp_setup(device), "next": _next(request)}
+    done = reverse("mfa:passkey_done")
+    context = {
+        "form": form,
+        "setup": mfa.totp_setup(device),
+        "next": _next(request),
+        "passkey_done": f"{done}?{request.GET.urlencode()}" if request.GET else done,
+    }
     return render(request, "mfa/enrol_app.html", context)
 
 
@@ -142,9 +150,29 @@ def remove(request):
             "enrolled": mfa.mfa_enrolled(request.user),
             "required": mfa.mfa_required(request.user),
             "codes_left": mfa.recovery_codes_left(request.user),
+            "passkeys": mfa.passkeys_of(request.user),
             "password_form": form,
         }
         return render(request, "mfa/manage.html", context)
     mfa.mfa_devices_remove(request=request, user=request.user)
-    messages.success(request, _("The authenticator app and the recovery codes were removed."))
+    messages.success(
+        request, _("The authenticator app, the passkeys and the recovery codes were removed.")
+    )
     return redirect("mfa:manage")
+
+
+def passkey_done(request):
+    """Where the passkey script goes once a passkey is registered: the recovery codes, shown
+    once, for someone who has none yet; else back to the second-factor page."""
+    if not mfa.passkeys_of(request.user):
+        return redirect("mfa:enrol")
+    if mfa.recovery_codes_left(request.user) == 0 and mfa.reauthenticated(request):
+        request.session.pop(mfa.REAUTH_KEY, None)
+        codes = mfa.recovery_codes_issue(request=request, user=request.user)
+        return render(
+            request,
+            "mfa/recovery_codes.html",
+            {"codes": codes, "enrolled_now": True, "next": _next(request)},
+        )
+    messages.success(request, _("The passkey is registered."))
+    return redirect(_next(request) if request.GET.get("next") else reverse("mfa:manage"))
