@@ -372,7 +372,7 @@ def _claim(export_id: int, *, from_status: str, to_status: str, reason: str):
     a second delivery of the task, finds it moved and gets None)."""
     with transaction.atomic():
         export = (
-            DataExport.objects.select_for_update()
+            DataExport.objects.select_for_update(of=("self",))
             .filter(pk=export_id, status=from_status)
             .select_related("exported_by")
             .first()
