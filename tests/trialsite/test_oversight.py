@@ -348,3 +348,79 @@ def test_a_user_without_a_role_may_not_open_them(protocol, client_for):
 
     client = client_for(UserFactory())
     assert [client.get(url).status_code for url in (CONSORT, SVG, GRID)] == [403, 403, 403]
+
+
+# --- A trial of 300: every exclusion reason, every way a randomized participant ends ---------
+
+
+@pytest.mark.django_db
+def test_consort_of_300_participants_with_every_exclusion_reason_adds_up(
+    protocol, site_a, site_b, cast, data_manager
+):
+    from enrollment.models import EligibilityCriterion
+    from outcomes.models import EndReason
+
+    coordinator = cast["coordinator_a"]
+    codes = list(
+        EligibilityCriterion.objects.filter(protocol__is_current=True)
+        .order_by("code")
+        .values_list("code", flat=True)
+    )
+    assert len(codes) >= 16  # I1-I4, E1-E12
+    per_reason = 10
+    for code in codes:
+        for _ in range(per_reason):
+            _screen(ParticipantFactory(site=site_a, user=coordinator), coordinator,
+                    Decision.INELIGIBLE, {code: "does not hold"})  # fmt: skip
+    declined = other = pending = 10
+    for _ in range(declined):
+        refused = ParticipantFactory(site=site_a, user=coordinator)
+        _screen(refused, coordinator, Decision.ELIGIBLE)
+        audited_save(
+            ConsentRefusal(participant=refused, refused_on=site_today(site_a),
+                           reason="Declined", recorded_by=coordinator),
+            user=coordinator,
+        )  # fmt: skip
+    for _ in range(other):
+        withdrew = ParticipantFactory(site=site_a, user=coordinator)
+        _screen(withdrew, coordinator, Decision.ELIGIBLE)
+        audited_save(
+            Withdrawal(participant=withdrew, scope="follow_up", withdrawn_on=site_today(site_a),
+                       reason="Moved away", recorded_by=coordinator),
+            user=coordinator,
+        )  # fmt: skip
+    for _ in range(pending):
+        _screen(ParticipantFactory(site=site_a, user=coordinator), coordinator, Decision.INCOMPLETE)
+    not_randomized = len(codes) * per_reason + declined + other + pending
+    randomization_list = active_randomization_list(administrator=cast["administrator"],
+                                                   per_stratum=150)  # fmt: skip
+    allocated = []
+    remaining = 300 - not_randomized
+    for site, severity, user in (
+        (site_a, "severe", coordinator),
+        (site_a, "critical", coordinator),
+        (site_b, "severe", cast["coordinator_b"]),
+    ):
+        count = remaining // 3 + (remaining % 3 if severity == "severe" and site == site_b else 0)
+        allocated += bulk_allocated(site=site, user=user, randomization_list=randomization_list,
+                                    count=count, severity=severity)  # fmt: skip
+    reasons = [reason for reason, _label in EndReason.choices]
+    for index, allocation in enumerate(allocated[: len(reasons) * 6]):
+        _end(allocation, reasons[index % len(reasons)], coordinator)
+    assert Participant.objects.count() == 300
+
+    consort = selectors.consort(data_manager)
+    assert_adds_up(consort)
+    assert consort.assessed == 300
+    assert (consort.excluded, consort.declined, consort.other, consort.pending) == (
+        len(codes) * per_reason, declined, other, pending,
+    )  # fmt: skip
+    assert consort.randomized == remaining == len(allocated)
+    assert dict(consort.excluded_by_reason) == {code: per_reason for code in codes}
+    arms = {arm.code: arm for arm in consort.arms}
+    assert sum(arm.allocated for arm in arms.values()) == remaining
+    assert sum(arm.lost for arm in arms.values()) == 6
+    assert sum(arm.analysed["completed"] for arm in arms.values()) == 6
+    assert sum(arm.analysed["died"] for arm in arms.values()) == 6
+    assert sum(arm.discontinued_total for arm in arms.values()) == 12  # withdrew, investigator
+    assert sum(arm.ongoing for arm in arms.values()) == remaining - 30
