@@ -49,6 +49,7 @@ from . import copy_sql
 from .columns import ExportContext, ExportOptions, header, rows
 from .datasets import DATASETS
 from .dictionary import DICTIONARY_COLUMNS, dictionary_rows
+from .odm import ODM_FILE, odm_write
 from .safe_csv import CsvFile, text_cell
 
 logger = logging.getLogger(__name__)
@@ -230,6 +231,14 @@ def _write_bundle(sink, *, options: ExportOptions, user, source: str, progress: 
                 sink, DICTIONARY_FILE, _csv_writer(DICTIONARY_COLUMNS, dictionary, bom=options.bom)
             )
         )
+        if options.odm:
+            written.append(
+                _write_file(
+                    sink,
+                    ODM_FILE,
+                    lambda stream: odm_write(stream, context=context, exported_at=exported_at),
+                )
+            )
     protocol = Protocol.objects.filter(is_current=True).first()
     filters = options.filters()
     if options.site_ids is not None:

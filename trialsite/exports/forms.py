@@ -51,6 +51,14 @@ class ExportForm(forms.Form):
         required=False,
         help_text=_("Reasons and details typed by staff may name people: off by default."),
     )
+    odm = forms.BooleanField(
+        label=_("CDISC ODM 1.3.2 XML of the clinical data (odm.xml)"),
+        required=False,
+        help_text=_(
+            "For sponsors and EDC systems (OpenClinica, REDCap): the same participants, "
+            "values and de-identification as the CSVs, with the audit records."
+        ),
+    )
     identified = forms.BooleanField(
         label=_("Identified export (names, MRNs, contacts, dates of birth)"), required=False
     )
@@ -89,6 +97,7 @@ class ExportForm(forms.Form):
             bom=data["bom"],
             date_mode=data["date_mode"],
             free_text=data["free_text"],
+            odm=data["odm"],
             identified=data.get("identified", False),
             reason=data.get("reason", ""),
             site_ids=site_ids,

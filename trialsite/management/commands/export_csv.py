@@ -15,8 +15,9 @@ from trialsite.models import ExportSource
 
 class Command(BaseCommand):
     help = (
-        "Write the trial's datasets (de-identified), dictionary.csv and manifest.json into "
-        "--out. Identified exports are made from the export page by the trial administrator."
+        "Write the trial's datasets (de-identified), dictionary.csv, manifest.json and, with "
+        "--odm, odm.xml into --out. Identified exports are made from the export page by the "
+        "trial administrator."
     )
 
     def add_arguments(self, parser):
@@ -35,6 +36,9 @@ class Command(BaseCommand):
             "--dates", choices=DateMode.values, default=DateMode.AS_RECORDED, help="Date mode."
         )
         parser.add_argument("--free-text", action="store_true", help="Free-text columns too.")
+        parser.add_argument(
+            "--odm", action="store_true", help="The clinical data as CDISC ODM 1.3.2 (odm.xml)."
+        )
 
     def handle(self, *args, **options):
         out = Path(options["out"])
@@ -54,6 +58,7 @@ class Command(BaseCommand):
             date_mode=options["dates"],
             free_text=options["free_text"],
             site_ids=site_ids,
+            odm=options["odm"],
         )
         try:
             manifest = bundle_write(
