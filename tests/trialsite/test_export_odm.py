@@ -3,25 +3,34 @@ data dictionary, the seeded values in the right place, no identifier in a de-ide
 audit records with user, UTC time and reason, and the CSV export's scoping."""
 
 import datetime
+import hashlib
 import io
+import json
 from decimal import Decimal
 from importlib.resources import files
 
 import pytest
 import time_machine
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from lxml import etree
 
+from arms.models import RandomizationList
 from dosing.models import ScheduledDose
 from dosing.services import dose_record
 from outcomes.models import VisitRecord
 from outcomes.services import visit_record_correct
+from tests.factories import ParticipantFactory, bulk_allocated
 from tests.outcomes.visit_helpers import site_time
-from tests.trialsite.export_helpers import csv_rows, identifiers, seed_trial
+from tests.trialsite.export_helpers import csv_rows, identifiers, read_zip, seed_trial
 from trialsite.exports import odm
-from trialsite.exports.bundle import DICTIONARY_FILE, bundle_write
+from trialsite.exports.bundle import DICTIONARY_FILE, MANIFEST_FILE, bundle_build, bundle_write
 from trialsite.exports.columns import ExportContext, ExportOptions
 from trialsite.exports.datasets import DATASETS
-from trialsite.exports.odm import ODM_NAMESPACE, item_oid, odm_write
+from trialsite.exports.odm import ODM_FILE, ODM_NAMESPACE, item_oid, odm_write
+from trialsite.models import DataExport
 
 pytestmark = pytest.mark.django_db
 
@@ -349,3 +358,108 @@ def test_an_empty_trial_is_a_valid_file_without_subjects(protocol, schema):
     root = parse(write_odm())
     assert schema.validate(root.getroottree()), schema.error_log
     assert not root.xpath("//odm:SubjectData", namespaces=NS)
+
+
+def odm_queries() -> int:
+    with CaptureQueriesContext(connection) as queries:
+        write_odm()
+    return len(queries)
+
+
+def test_the_file_costs_the_same_queries_for_3_or_19_participants(seeded, site_a, cast):
+    randomization_list = RandomizationList.objects.get(status="active")
+    bulk_allocated(
+        site=site_a, user=cast["coordinator_a"], randomization_list=randomization_list, count=1
+    )
+    few = odm_queries()
+    bulk_allocated(
+        site=site_a, user=cast["coordinator_a"], randomization_list=randomization_list, count=16
+    )
+    assert odm_queries() == few
+
+
+def test_shifted_dates_are_those_of_the_csvs_beside_it(seeded, tmp_path):
+    manifest = bundle_write(
+        directory=tmp_path,
+        options=ExportOptions(datasets=ALL, date_mode="shifted", odm=True),
+        source="command",
+    )
+    assert ODM_FILE in {f["name"] for f in manifest["files"]}
+    root = parse((tmp_path / ODM_FILE).read_bytes())
+    subject_data = subject(root, seeded.participant.study_number)
+    for row in csv_rows((tmp_path / "visits.csv").read_bytes()):
+        if row["study_number"] == seeded.participant.study_number:
+            (group,) = form_groups(subject_data, f"SE.VISIT.{row['visit_code']}", "F.VISITS")
+            assert items_of(group)["IT.VISITS.DUE_ON"] == row["due_on"]
+
+
+@pytest.mark.parametrize("sites", [None, "WUH"])
+def test_its_subjects_are_the_csv_exports_participants(seeded, site_b, cast, tmp_path, sites):
+    ParticipantFactory(site=site_b, user=cast["coordinator_b"])
+    site_ids = None if sites is None else frozenset({site_b.pk})
+    bundle_write(
+        directory=tmp_path,
+        options=ExportOptions(datasets=ALL, site_ids=site_ids, odm=True),
+        source="command",
+    )
+    participants = [
+        r["study_number"] for r in csv_rows((tmp_path / "participants.csv").read_bytes())
+    ]
+    root = parse((tmp_path / ODM_FILE).read_bytes())
+    keys = [s.get("SubjectKey") for s in root.xpath("//odm:SubjectData", namespaces=NS)]
+    assert keys == participants
+    locations = [loc.get("OID") for loc in root.xpath("//odm:Location", namespaces=NS)]
+    assert locations == (["LOC.SHE", "LOC.WUH"] if sites is None else ["LOC.WUH"])
+    if sites:
+        assert seeded.participant.study_number.encode() not in (tmp_path / ODM_FILE).read_bytes()
+
+
+def test_the_bundle_lists_odm_xml_with_its_hash_and_records_it(seeded, tmp_path):
+    manifest = bundle_write(
+        directory=tmp_path, options=ExportOptions(datasets=ALL, odm=True), source="command"
+    )
+    (entry,) = [f for f in manifest["files"] if f["name"] == ODM_FILE]
+    data = (tmp_path / ODM_FILE).read_bytes()
+    assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+    assert entry["bytes"] == len(data) and entry["rows"] == 2  # subjects
+    assert manifest["filters"]["odm"] is True
+    record = DataExport.objects.get()
+    assert record.file_hashes[ODM_FILE] == entry["sha256"]
+    # Without the option there is no ODM file.
+    (tmp_path / "plain").mkdir()
+    plain = bundle_write(
+        directory=tmp_path / "plain", options=ExportOptions(datasets=ALL), source="command"
+    )
+    assert ODM_FILE not in {f["name"] for f in plain["files"]}
+
+
+def test_the_command_writes_odm_xml_when_asked(seeded, schema, tmp_path):
+    call_command("export_csv", "--out", str(tmp_path), "--odm", stdout=io.StringIO())
+    manifest = json.loads((tmp_path / MANIFEST_FILE).read_text())
+    assert ODM_FILE in {f["name"] for f in manifest["files"]}
+    assert schema.validate(etree.parse(str(tmp_path / ODM_FILE)))
+
+
+def test_the_page_puts_odm_xml_in_the_bundle_when_asked(
+    seeded, cast, client_for, settings, tmp_path
+):
+    settings.EXPORT_ROOT = tmp_path / "exports"
+    client = client_for(cast["data_manager"])
+    page = client.get(reverse("exports:bundle"))
+    assert b'name="odm"' in page.content
+    response = client.post(
+        reverse("exports:bundle"),
+        {"datasets": list(DATASETS), "date_mode": "as_recorded", "odm": "on"},
+    )
+    assert response.status_code == 302, response.content[:500]
+    export = DataExport.objects.get()
+    assert bundle_build(export_id=export.pk)
+    download = client.get(reverse("exports:download", args=[export.pk]))
+    files = read_zip(b"".join(download.streaming_content))
+    manifest = json.loads(files[MANIFEST_FILE])
+    (entry,) = [f for f in manifest["files"] if f["name"] == ODM_FILE]
+    assert entry["sha256"] == hashlib.sha256(files[ODM_FILE]).hexdigest()
+    export.refresh_from_db()
+    assert export.file_hashes[ODM_FILE] == entry["sha256"]
+    for identifier in identifiers():
+        assert identifier.encode() not in files[ODM_FILE], identifier

@@ -25,6 +25,7 @@ is held whole in memory.
 
 from __future__ import annotations
 
+import io
 import re
 from collections import defaultdict
 from collections.abc import Callable
@@ -343,7 +344,8 @@ def fields_of(model, column: Column) -> tuple[str, ...]:
 
 
 def _audited(model) -> bool:
-    return hasattr(model, "history")
+    # Not hasattr(model, "history"): the history descriptor builds a manager class each time.
+    return hasattr(model._meta, "simple_history_manager_attribute")
 
 
 def record_audits(model, ids: set[int], fields: set[str]) -> dict[int, RecordAudit]:
@@ -386,10 +388,14 @@ def record_audits(model, ids: set[int], fields: set[str]) -> dict[int, RecordAud
 
 
 class _Xml:
-    """Elements to a binary stream as UTF-8, one at a time."""
+    """Elements to a binary stream as UTF-8, one at a time, through a text buffer (the SAX
+    writer's own wrapper writes every fragment through at once)."""
 
     def __init__(self, stream: BinaryIO):
-        self._out = XMLGenerator(stream, encoding="utf-8", short_empty_elements=True)
+        self._text = io.TextIOWrapper(
+            stream, encoding="utf-8", errors="xmlcharrefreplace", newline="\n"
+        )
+        self._out = XMLGenerator(self._text, encoding="utf-8", short_empty_elements=True)
         self._out.startDocument()
 
     def start(self, name: str, **attrs) -> None:
@@ -412,7 +418,10 @@ class _Xml:
         self.end(name)
 
     def close(self) -> None:
+        """Flushes; the stream stays open for the caller (hashing, zipping)."""
         self._out.endDocument()
+        self._text.flush()
+        self._text.detach()
 
 
 def _yes(flag: bool) -> str:
