@@ -14,7 +14,9 @@ from django.utils.translation import gettext_lazy as _
 from trialsite.core.audit import AuditedModel
 from trialsite.core.i18n import localized
 from trialsite.core.models import Protocol, Site
+from trialsite.core.signatures import SignedRecord
 
+from . import rules
 from .crypto import EncryptedTextField
 
 
@@ -386,9 +388,10 @@ class Withdrawal(AuditedModel):
         return f"{self.participant} withdrew ({self.scope})"
 
 
-class EligibilitySignoff(AuditedModel):
+class EligibilitySignoff(SignedRecord, AuditedModel):
     """An investigator's electronic signature on one eligible screening (21 CFR Part 11
-    style: re-authenticated, with the printed name, the time and the meaning)."""
+    style: re-authenticated, with the printed name, the time and the meaning), bound to the
+    screening's values by their hash (`rules.signoff_content`)."""
 
     participant_path = "screening__participant"
 
@@ -401,12 +404,16 @@ class EligibilitySignoff(AuditedModel):
     class Meta:
         verbose_name = _("eligibility sign-off")
         constraints = [
+            *SignedRecord.Meta.constraints,
             models.CheckConstraint(condition=~Q(printed_name=""), name="signoff_printed_name"),
             models.CheckConstraint(condition=~Q(meaning=""), name="signoff_meaning"),
         ]
 
     def __str__(self) -> str:
         return f"sign-off of screening {self.screening_id}"
+
+    def signed_content(self) -> dict:
+        return rules.signoff_content(self, self.screening)
 
 
 class SignoffNoticeStatus(models.TextChoices):

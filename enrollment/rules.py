@@ -418,3 +418,32 @@ def screening_input_errors(
         ):
             errors[reason_key(criterion)] = _("Give the reason.")
     return errors
+
+
+# --- What the eligibility sign-off signs ------------------------------------------------------
+
+
+def signoff_content(signoff, screening) -> dict[str, Any]:
+    """The values an eligibility sign-off signs: its manifestation and the screening it attests
+    to (the participant, the protocol, the date, every answer and the decision criterion by
+    criterion). When and by whom the screening was typed in are not signed. Reads attributes
+    only, so that the data migration's historical models fit too."""
+    return {
+        "record": "eligibility_signoff",
+        "signature": {
+            "signer_id": signoff.signer_id,
+            "printed_name": signoff.printed_name,
+            "signed_at": signoff.signed_at,
+            "meaning": signoff.meaning,
+        },
+        "screening": {
+            "id": screening.pk,
+            "participant_id": screening.participant_id,
+            "protocol_id": screening.protocol_id,
+            "screening_date": screening.screening_date,
+            "answers": screening.answers,
+            "decision": screening.decision,
+            "results": screening.results,
+            "failures": screening.failures,
+        },
+    }

@@ -18,6 +18,7 @@ from trialsite.core.access import access_for, scope_to_sites
 from trialsite.core.clock import site_date, site_today
 from trialsite.core.models import Protocol, Role
 from trialsite.core.protocol import BASELINE_INPUTS, baseline_inputs_needed
+from trialsite.core.signatures import SignatureStatus, signature_is_valid
 
 from . import rules
 from .models import (
@@ -103,8 +104,12 @@ def participant_list(user, *, search: str = "") -> QuerySet[Participant]:
             randomized_at=F("allocation__randomized_at"),
         )
         .annotate(
+            # Signed and not invalidated since (a change by no service shows on the page).
             signed=Exists(
-                EligibilitySignoff.objects.filter(screening_id=OuterRef("latest_screening_pk"))
+                EligibilitySignoff.objects.filter(
+                    screening_id=OuterRef("latest_screening_pk"),
+                    signature_status=SignatureStatus.VALID,
+                )
             )
         )
         .order_by("site__code", "sequence")
@@ -196,7 +201,17 @@ def signoff_refusal(screening: Screening | None) -> str | None:
 
 
 def awaits_signoff(screening: Screening | None) -> bool:
-    return signoff_refusal(screening) is None and not hasattr(screening, "signoff")
+    """An eligible latest screening with no valid sign-off: never signed, or its signature
+    invalidated by a change since (then it is signed again)."""
+    return signoff_refusal(screening) is None and not signature_is_valid(
+        getattr(screening, "signoff", None)
+    )
+
+
+def signoff_invalidated(screening: Screening | None) -> bool:
+    """Signed once, and the signature no longer holds: what was signed changed since."""
+    signoff = getattr(screening, "signoff", None)
+    return signoff is not None and not signature_is_valid(signoff)
 
 
 def with_results_shown(participant: Participant, screenings: list[Screening]) -> list[Screening]:
@@ -391,7 +406,15 @@ def _gate_missing(
         )
     if not consent_current:
         missing.append(_("No consent on the current consent version is recorded."))
-    if screening is None or not hasattr(screening, "signoff"):
+    eligible = screening is not None and screening.decision == Decision.ELIGIBLE
+    if eligible and signoff_invalidated(screening):
+        missing.append(
+            _(
+                "The investigator's sign-off of the latest screening is invalidated: the "
+                "screening changed after signing. It must be signed again."
+            )
+        )
+    elif screening is None or not hasattr(screening, "signoff"):
         missing.append(_("No investigator has signed off the latest screening."))
     if screening is not None:
         # Asked for before the arm is known: a refusal after the draw would reveal the arm.
@@ -419,22 +442,28 @@ def _latest_screening_pk():
     )
 
 
-def signoffs_awaited(user) -> QuerySet[Screening]:
+def signoffs_awaited(user) -> list[Screening]:
     """The investigator's queue: at the sites where the user is an investigator, each
-    participant's latest screening that is eligible and not signed off, of a participant not
-    randomized and not withdrawn. Oldest first. One query."""
-    awaited = Screening.objects.filter(
+    participant's latest screening that is eligible and has no valid sign-off (none yet, or
+    one invalidated by a change since, by whatever path), of a participant not randomized and
+    not withdrawn. Oldest first. One query."""
+    eligible = Screening.objects.filter(
         decision=Decision.ELIGIBLE,
-        signoff__isnull=True,
         participant__allocation__isnull=True,
         participant__withdrawals__isnull=True,
     ).filter(pk=_latest_screening_pk())
-    return scope_to_sites(
-        awaited.select_related("participant__site", "screened_by"),
-        user,
-        site_field="participant__site",
-        roles=(Role.INVESTIGATOR,),
-    ).order_by("screening_date", "recorded_at")
+    # Signed ones are checked against their hash here: they wait only between sign-off and
+    # randomization, so they are few.
+    return [
+        screening
+        for screening in scope_to_sites(
+            eligible.select_related("participant__site", "screened_by", "signoff"),
+            user,
+            site_field="participant__site",
+            roles=(Role.INVESTIGATOR,),
+        ).order_by("screening_date", "recorded_at")
+        if awaits_signoff(screening)
+    ]
 
 
 def _before_randomization(user, *roles: str) -> QuerySet[Participant]:
@@ -487,7 +516,7 @@ def ready_to_randomize(user) -> list[Participant]:
         "-screening_date", "-recorded_at"
     )
     signed_eligible = Screening.objects.filter(
-        decision=Decision.ELIGIBLE, signoff__isnull=False
+        decision=Decision.ELIGIBLE, signoff__signature_status=SignatureStatus.VALID
     ).values("pk")
     # Only those whose latest screening is signed and eligible can pass; the gate decides.
     candidates = list(

@@ -27,7 +27,7 @@ from trialsite.core.audit import audited_save
 from trialsite.core.clock import site_today
 from trialsite.core.languages import emails_by_language
 from trialsite.core.models import Protocol, Role, RoleAssignment, Site
-from trialsite.core.signatures import signature_verify
+from trialsite.core.signatures import signature_bind, signature_is_valid, signature_verify
 
 from . import rules
 from .crypto import mrn_hash
@@ -358,7 +358,8 @@ def withdrawal_record(
 
 def eligibility_signoff(*, participant: Participant, user, password: str) -> EligibilitySignoff:
     """An investigator of the participant's site signs the latest, eligible screening, after
-    re-entering their password. One signature per screening (a second submit returns it)."""
+    re-entering their password. One signature per screening (a second submit returns it); a
+    signature invalidated by a change since is signed again, the earlier one kept with it."""
     if participant.site_id not in (access_for(user).site_ids(Role.INVESTIGATOR) or ()):
         raise ValidationError(_("Only an investigator of the participant's site can sign off."))
     # Before the password: a screening that cannot be signed costs no attempt at the lock-out.
@@ -375,18 +376,20 @@ def _signoff_write(*, participant: Participant, user) -> EligibilitySignoff:
     screening = latest_screening(participant)
     if refusal := signoff_refusal(screening):
         raise ValidationError(refusal)
-    existing = EligibilitySignoff.objects.filter(screening=screening).first()
-    if existing is not None:
-        return existing
+    signoff = EligibilitySignoff.objects.select_for_update().filter(screening=screening).first()
+    if signoff is not None and signature_is_valid(signoff):
+        return signoff
+    signing_again = signoff is not None
+    if signoff is None:
+        signoff = EligibilitySignoff(screening=screening)
+    else:
+        # Read under the lock: it is what the earlier signature is kept as.
+        signoff.screening = screening
+    signature_bind(signoff, signer=user, signed_at=timezone.now(), meaning=str(SIGNOFF_MEANING))
     return audited_save(
-        EligibilitySignoff(
-            screening=screening,
-            signer=user,
-            printed_name=user.get_full_name() or user.get_username(),
-            signed_at=timezone.now(),
-            meaning=str(SIGNOFF_MEANING),
-        ),
+        signoff,
         user=user,
+        reason=_("Signed again after the signature was invalidated") if signing_again else "",
     )
 
 

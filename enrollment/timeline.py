@@ -10,8 +10,10 @@ from zoneinfo import ZoneInfo
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
+from trialsite.core.signatures import signature_is_valid
+
 from .models import Decision, Participant, Signer
-from .selectors import awaits_signoff
+from .selectors import awaits_signoff, signoff_invalidated
 from .signals import TimelineEntry, participant_timeline
 
 
@@ -111,15 +113,19 @@ def enrollment_entries(
         )
         signoff = getattr(screening, "signoff", None)
         if signoff is not None:
+            valid = signature_is_valid(signoff)
             entries.append(
                 TimelineEntry(
                     at=signoff.signed_at,
                     kind="signoff",
-                    title=_("Eligibility signed off"),
-                    detail=signoff.printed_name,
+                    title=_("Eligibility signed off")
+                    if valid
+                    else _("Eligibility sign-off: signature invalidated: changed after signing"),
+                    detail=_("%(name)s · %(meaning)s")
+                    % {"name": signoff.printed_name, "meaning": signoff.meaning},
                     url=f"{page}#screening-{screening.pk}",
                     record=signoff,
-                    tone="success",
+                    tone="success" if valid else "danger",
                 )
             )
     for consent in consents:
@@ -178,7 +184,12 @@ def enrollment_entries(
             TimelineEntry(
                 at=None,
                 kind="signoff_awaited",
-                title=_("Eligibility sign-off by an investigator"),
+                title=_(
+                    "Sign eligibility off again: the signature was invalidated (changed after "
+                    "signing)"
+                )
+                if signoff_invalidated(latest)
+                else _("Eligibility sign-off by an investigator"),
                 url=reverse("enrollment:eligibility_signoff", args=[participant.study_number])
                 if can_sign
                 else "",

@@ -113,6 +113,9 @@ def participant_detail(request, study_number: str):
             "can_write": can_write,
             "can_screen": not selectors.is_randomized(participant),
             "can_sign": can_sign,
+            "signoff_invalidated": selectors.signoff_invalidated(
+                screenings[0] if screenings else None
+            ),
             "screenings": selectors.with_results_shown(participant, screenings),
             "consents": consents,
             "open_tasks": open_tasks,
@@ -291,6 +294,8 @@ def eligibility_signoff(request, study_number: str):
         "form": form,
         "printed_name": request.user.get_full_name() or request.user.get_username(),
         "meaning": services.SIGNOFF_MEANING,
+        # Signing again: the invalidated signature is shown beside the new one's form.
+        "invalidated": getattr(screening, "signoff", None),
     }
     return render(request, "enrollment/signoff.html", context)
 

@@ -9,6 +9,7 @@ from enrollment.models import Participant
 from trialsite.core.audit import AuditedModel
 from trialsite.core.i18n import localized
 from trialsite.core.models import Protocol
+from trialsite.core.signatures import SignatureStatus, SignedRecord
 
 from . import rules
 
@@ -512,9 +513,10 @@ class Relatedness(models.TextChoices):
     DEFINITE = "definite", _("Definite")
 
 
-class CausalityAssessment(AuditedModel):
+class CausalityAssessment(SignedRecord, AuditedModel):
     """The investigator's assessment of one adverse event, signed electronically
-    (re-authenticated, with the printed name, the time and the meaning)."""
+    (re-authenticated, with the printed name, the time and the meaning), bound to the
+    assessment and the event as assessed by their hash (`rules.causality_content`)."""
 
     participant_path = "adverse_event__participant"
 
@@ -532,12 +534,16 @@ class CausalityAssessment(AuditedModel):
     class Meta:
         verbose_name = _("causality assessment")
         constraints = [
+            *SignedRecord.Meta.constraints,
             models.CheckConstraint(condition=~Q(printed_name=""), name="causality_printed_name"),
             models.CheckConstraint(condition=~Q(meaning=""), name="causality_meaning"),
         ]
 
     def __str__(self) -> str:
         return f"causality of AE {self.adverse_event_id}"
+
+    def signed_content(self) -> dict:
+        return rules.causality_content(self, self.adverse_event, self.relatedness.all())
 
 
 class InterventionRelatedness(AuditedModel):
@@ -640,9 +646,11 @@ class EndReason(models.TextChoices):
     INVESTIGATOR = "investigator", _("Investigator decision")
 
 
-class EndOfStudy(AuditedModel):
+class EndOfStudy(SignedRecord, AuditedModel):
     """How and when a participant's study ended. What was recorded before stays; what was
-    planned after (visits, doses, reminders) stops."""
+    planned after (visits, doses, reminders) stops. An investigator of the site signs it
+    (re-authenticated, printed name, time, meaning), bound to its values by their hash
+    (`rules.end_of_study_content`); until then it awaits the signature."""
 
     participant_path = "participant"
 
@@ -664,11 +672,34 @@ class EndOfStudy(AuditedModel):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     recorded_at = models.DateTimeField(_("recorded at"), default=timezone.now)
+    signer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    printed_name = models.CharField(_("printed name"), max_length=200, blank=True, default="")
+    signed_at = models.DateTimeField(_("signed at"), null=True, blank=True)
+    meaning = models.CharField(_("meaning"), max_length=200, blank=True, default="")
 
     class Meta:
         verbose_name = _("end of study")
         verbose_name_plural = _("ends of study")
         constraints = [
+            *SignedRecord.Meta.constraints,
+            models.CheckConstraint(
+                condition=Q(
+                    signature_status=SignatureStatus.UNSIGNED,
+                    signer__isnull=True,
+                    printed_name="",
+                    signed_at__isnull=True,
+                    meaning="",
+                )
+                | (
+                    ~Q(signature_status=SignatureStatus.UNSIGNED)
+                    & Q(signer__isnull=False, signed_at__isnull=False)
+                    & ~Q(printed_name="")
+                    & ~Q(meaning="")
+                ),
+                name="end_of_study_signature_whole",
+            ),
             models.UniqueConstraint(
                 fields=["participant"],
                 name="one_end_of_study_per_participant",
@@ -685,3 +716,6 @@ class EndOfStudy(AuditedModel):
 
     def __str__(self) -> str:
         return f"{self.participant}: {self.reason} {self.ended_on}"
+
+    def signed_content(self) -> dict:
+        return rules.end_of_study_content(self)

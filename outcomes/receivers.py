@@ -22,7 +22,7 @@ from .selectors import (
     with_report_clock,
 )
 from .services import participant_study_end, participant_visits_create, participant_visits_stop
-from .timeline import adverse_event_entries, visit_entries
+from .timeline import adverse_event_entries, can_sign_for, visit_entries
 
 # --- Visits ---
 
@@ -105,8 +105,9 @@ def adverse_events_panel(sender, *, participant, can_write, **kwargs):
 
 
 @receiver(participant_timeline, dispatch_uid="outcomes.timeline")
-def timeline(sender, *, participant, **kwargs):
-    return [*visit_entries(participant), *adverse_event_entries(participant)]
+def timeline(sender, *, participant, user=None, **kwargs):
+    can_sign = user is not None and can_sign_for(user, participant)
+    return [*visit_entries(participant), *adverse_event_entries(participant, can_sign=can_sign)]
 
 
 @receiver(reminder_sections, dispatch_uid="outcomes.sae_alerts")

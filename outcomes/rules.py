@@ -487,3 +487,70 @@ def worst_who_score(
     if _died_by_day_28(death_day):
         scores.append(WHO_MAX)
     return max(scores, default=None)
+
+
+# --- What the investigator's signatures sign ----------------------------------------------------
+#
+# Each reads attributes only, so that the data migration's historical models fit too. What is
+# left out is bookkeeping: when and by whom a record was typed in, the SAE reporting clock and
+# report (a serious event's report does not change what was assessed).
+
+# The event as the investigator assessed it: action taken and outcome are part of it (whether
+# the event abated when the treatment stopped weighs in its causality).
+SIGNED_ADVERSE_EVENT_FIELDS = (
+    "participant_id",
+    "term",
+    "onset_date",
+    "end_date",
+    "grade",
+    "death_date",
+    "serious",
+    *(f"criterion_{code}" for code, _label in SERIOUSNESS_CRITERIA),
+    "action_taken",
+    "outcome",
+    "administration_id",
+)
+
+
+def _manifestation(record) -> dict:
+    return {
+        "signer_id": record.signer_id,
+        "printed_name": record.printed_name,
+        "signed_at": record.signed_at,
+        "meaning": record.meaning,
+    }
+
+
+def causality_content(assessment, adverse_event, relatedness: Iterable) -> dict:
+    """The values a causality assessment signs: its manifestation, the expectedness, the
+    relatedness to each intervention, and the adverse event it assesses."""
+    return {
+        "record": "causality_assessment",
+        "signature": _manifestation(assessment),
+        "expected": assessment.expected,
+        "relatedness": sorted(
+            (
+                [row.schedule_id, row.scheduled_dose_id or 0, row.label, row.relatedness]
+                for row in relatedness
+            ),
+            key=lambda row: (row[0], row[1]),
+        ),
+        "adverse_event": {
+            "id": adverse_event.pk,
+            **{name: getattr(adverse_event, name) for name in SIGNED_ADVERSE_EVENT_FIELDS},
+        },
+    }
+
+
+def end_of_study_content(end) -> dict:
+    """The values the investigator's signature on the end of study signs: its manifestation
+    and how and when the study ended."""
+    return {
+        "record": "end_of_study",
+        "signature": _manifestation(end),
+        "participant_id": end.participant_id,
+        "reason": end.reason,
+        "ended_on": end.ended_on,
+        "details": end.details,
+        "adverse_event_id": end.adverse_event_id,
+    }

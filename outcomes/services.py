@@ -34,7 +34,14 @@ from trialsite.core.access import access_for
 from trialsite.core.audit import REASON_REQUIRED, audited_bulk_create, audited_save
 from trialsite.core.clock import site_time_text, site_today
 from trialsite.core.models import Protocol, Role, RoleAssignment
-from trialsite.core.signatures import signature_verify
+from trialsite.core.signatures import (
+    SignatureStatus,
+    signature_bind,
+    signature_hash_matches,
+    signature_invalidate,
+    signature_is_valid,
+    signature_verify,
+)
 
 from . import rules
 from .models import (
@@ -492,6 +499,7 @@ AE_WRITERS = (Role.COORDINATOR, Role.INVESTIGATOR)
 CAUSALITY_MEANING = _lazy(
     "I have assessed how this adverse event relates to each study intervention."
 )
+END_OF_STUDY_MEANING = _lazy("I confirm how and when this participant's study ended.")
 ALERT_MAX_ATTEMPTS = 5
 ALERT_SEND_TIMEOUT_SECONDS = 30
 # A claim older than this belongs to a worker that died mid-send: back to the queue.
@@ -698,11 +706,31 @@ def adverse_event_update(
         if adverse_event.serious and not was_serious:
             adverse_event.sae_clock_started_at = now
         audited_save(adverse_event, user=user, reason=reason)
+        _causality_invalidate_if_changed(adverse_event, user=user, reason=reason)
         if adverse_event.serious and not was_serious:
             _start_sae_clock(adverse_event, now)
         if adverse_event.grade == rules.FATAL_GRADE and not was_fatal:
             _end_study_on_death(adverse_event, user)
     return adverse_event
+
+
+def _causality_invalidate_if_changed(adverse_event: AdverseEvent, *, user, reason: str) -> None:
+    """In the caller's transaction: a signed causality whose event changed in what it
+    assessed is invalidated, with the change's reason, and asks to be signed again."""
+    assessment = (
+        CausalityAssessment.objects.select_for_update()
+        .filter(adverse_event=adverse_event, signature_status=SignatureStatus.VALID)
+        .first()
+    )
+    if assessment is None:
+        return
+    assessment.adverse_event = adverse_event
+    if not signature_hash_matches(assessment):
+        signature_invalidate(
+            record=assessment,
+            user=user,
+            reason=_("The adverse event changed after signing: %(reason)s") % {"reason": reason},
+        )
 
 
 def causality_sign(
@@ -714,7 +742,9 @@ def causality_sign(
     relatedness: dict[str, str],
 ) -> CausalityAssessment:
     """An investigator of the participant's site assesses the event against each study
-    intervention of the arm and signs with their password. One assessment per event."""
+    intervention of the arm and signs with their password. One assessment per event; one
+    whose signature was invalidated (the event changed since) is assessed and signed again,
+    the earlier signature kept with it."""
     participant = adverse_event.participant
     _require_site_role(
         participant,
@@ -723,7 +753,7 @@ def causality_sign(
         _("Only an investigator of the participant's site can sign the causality assessment."),
     )
     # Before the password: an assessment that cannot be signed costs no attempt at the lock-out.
-    if CausalityAssessment.objects.filter(adverse_event=adverse_event).exists():
+    if signature_is_valid(CausalityAssessment.objects.filter(adverse_event=adverse_event).first()):
         raise ValidationError(_("The causality of this adverse event is already signed."))
     found = participant_interventions(participant)
     missing = {
@@ -736,31 +766,52 @@ def causality_sign(
     # Outside the transaction: a wrong password must stay counted when the signing fails.
     signature_verify(user=user, password=password)
     with transaction.atomic():
-        AdverseEvent.objects.select_for_update().filter(pk=adverse_event.pk).first()
-        if CausalityAssessment.objects.filter(adverse_event=adverse_event).exists():
-            raise ValidationError(_("The causality of this adverse event is already signed."))
-        assessment = audited_save(
-            CausalityAssessment(
-                adverse_event=adverse_event,
-                expected=expected,
-                signer=user,
-                printed_name=user.get_full_name() or user.get_username(),
-                signed_at=timezone.now(),
-                meaning=str(CAUSALITY_MEANING),
-            ),
-            user=user,
+        adverse_event = AdverseEvent.objects.select_for_update().get(pk=adverse_event.pk)
+        assessment = (
+            CausalityAssessment.objects.select_for_update()
+            .filter(adverse_event=adverse_event)
+            .first()
         )
+        if assessment is not None:
+            assessment.adverse_event = adverse_event
+            if signature_is_valid(assessment):
+                raise ValidationError(_("The causality of this adverse event is already signed."))
+        signing_again = assessment is not None
+        if assessment is None:
+            assessment = CausalityAssessment(adverse_event=adverse_event)
+        assessment.expected = expected
+        earlier = (
+            {(r.schedule_id, r.scheduled_dose_id): r for r in assessment.relatedness.all()}
+            if signing_again
+            else {}
+        )
+        rows, changed = [], []
         for intervention in found:
-            audited_save(
-                InterventionRelatedness(
-                    assessment=assessment,
-                    schedule_id=intervention.schedule_id,
-                    scheduled_dose_id=intervention.dose_id,
-                    label=intervention.label,
-                    relatedness=relatedness[intervention.key],
-                ),
-                user=user,
-            )
+            row = earlier.pop((intervention.schedule_id, intervention.dose_id), None)
+            if row is None:
+                row = InterventionRelatedness(
+                    schedule_id=intervention.schedule_id, scheduled_dose_id=intervention.dose_id
+                )
+            values = (intervention.label, relatedness[intervention.key])
+            if row.pk is None or (row.label, row.relatedness) != values:
+                changed.append(row)
+            row.label, row.relatedness = values
+            rows.append(row)
+        # Rows of interventions no longer offered stay, as assessed, in what is signed.
+        signature_bind(
+            assessment,
+            signer=user,
+            signed_at=timezone.now(),
+            meaning=str(CAUSALITY_MEANING),
+            content_of=lambda signed: rules.causality_content(
+                signed, adverse_event, [*rows, *earlier.values()]
+            ),
+        )
+        again = _("Assessed and signed again after the signature was invalidated")
+        audited_save(assessment, user=user, reason=again if signing_again else "")
+        for row in changed:
+            row.assessment = assessment
+            audited_save(row, user=user, reason=again if row.pk else "")
     return assessment
 
 
@@ -866,6 +917,38 @@ def participant_study_end(
         why = _("End of study: %(reason)s") % {"reason": end.get_reason_display()}
         participant_reminders_cancel(participant=participant, reason=why)
         participant_visits_stop(participant=participant, user=user, reason=why)
+    return end
+
+
+def end_of_study_sign(*, end: EndOfStudy, user, password: str) -> EndOfStudy:
+    """An investigator of the participant's site signs the end of study with their password.
+    Once; one whose signature was invalidated (changed since) is signed again, the earlier
+    signature kept with it."""
+    participant = end.participant
+    _require_site_role(
+        participant,
+        user,
+        (Role.INVESTIGATOR,),
+        _("Only an investigator of the participant's site can sign the end of study."),
+    )
+    # Before the password: what cannot be signed costs no attempt at the lock-out.
+    if signature_is_valid(end):
+        raise ValidationError(_("The end of study is already signed."))
+    # Outside the transaction: a wrong password must stay counted when the signing fails.
+    signature_verify(user=user, password=password)
+    with transaction.atomic():
+        end = EndOfStudy.objects.select_for_update().get(pk=end.pk)
+        if signature_is_valid(end):
+            raise ValidationError(_("The end of study is already signed."))
+        signing_again = end.signature_status != SignatureStatus.UNSIGNED
+        signature_bind(end, signer=user, signed_at=timezone.now(), meaning=END_OF_STUDY_MEANING)
+        audited_save(
+            end,
+            user=user,
+            reason=_("Signed again after the signature was invalidated")
+            if signing_again
+            else _("Signed by the investigator"),
+        )
     return end
 
 

@@ -6,7 +6,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from enrollment.signals import TimelineEntry
+from trialsite.core.access import access_for
 from trialsite.core.clock import site_today
+from trialsite.core.models import Role
+from trialsite.core.signatures import SignatureStatus, signature_is_valid
 
 from .models import AdverseEvent, ScheduledVisit, VisitStatus
 from .rules import time_left_text
@@ -82,14 +85,17 @@ def visit_entries(participant) -> list[TimelineEntry]:
     return entries
 
 
-def adverse_event_entries(participant, *, now=None) -> list[TimelineEntry]:
-    """Two queries: the adverse events with their causality, and the end of study."""
+def adverse_event_entries(participant, *, now=None, can_sign: bool = False) -> list[TimelineEntry]:
+    """Three queries: the adverse events with their causality and its relatedness (what the
+    signature's check reads), and the end of study. A signature to give again, or the end of
+    study's to give, is due; its link is for who may sign (`can_sign`)."""
     now = now or timezone.now()
     page = reverse("outcomes:ae_list", args=[participant.study_number])
     entries = []
     for event in (
         AdverseEvent.objects.filter(participant=participant)
         .select_related("causality")
+        .prefetch_related("causality__relatedness")
         .order_by("onset_date", "pk")
     ):
         url = f"{page}#ae-{event.pk}"
@@ -109,16 +115,42 @@ def adverse_event_entries(participant, *, now=None) -> list[TimelineEntry]:
         )
         causality = getattr(event, "causality", None)
         if causality is not None:
+            valid = signature_is_valid(causality)
             entries.append(
                 TimelineEntry(
                     at=causality.signed_at,
                     kind="causality",
-                    title=_("Causality of %(term)s signed") % {"term": event.term},
-                    detail=causality.printed_name,
+                    title=(
+                        _("Causality of %(term)s signed")
+                        if valid
+                        else _(
+                            "Causality of %(term)s: signature invalidated: changed after signing"
+                        )
+                    )
+                    % {"term": event.term},
+                    detail=_("%(name)s · %(meaning)s")
+                    % {"name": causality.printed_name, "meaning": causality.meaning},
                     url=url,
                     record=causality,
+                    tone="secondary" if valid else "danger",
                 )
             )
+            if not valid:
+                entries.append(
+                    TimelineEntry(
+                        at=None,
+                        kind="causality_sign_again",
+                        title=_(
+                            "Assess and sign the causality of %(term)s again: the signature "
+                            "was invalidated (changed after signing)"
+                        )
+                        % {"term": event.term},
+                        url=reverse("outcomes:ae_causality", args=[event.pk]) if can_sign else "",
+                        record=causality,
+                        tone="warning",
+                        due=True,
+                    )
+                )
         if event.reported_on is not None:
             entries.append(
                 TimelineEntry(
@@ -152,10 +184,47 @@ def adverse_event_entries(participant, *, now=None) -> list[TimelineEntry]:
                 order_at=end.recorded_at,
                 kind="end_of_study",
                 title=_("End of study: %(reason)s") % {"reason": end.get_reason_display()},
-                detail=end.details,
+                detail=" · ".join(filter(None, [end.details, _end_signature_text(end)])),
                 url=page,
                 record=end,
                 tone="dark",
             )
         )
+        if not signature_is_valid(end):
+            again = end.signature_status != SignatureStatus.UNSIGNED
+            entries.append(
+                TimelineEntry(
+                    at=None,
+                    kind="end_of_study_signature",
+                    title=_(
+                        "Sign the end of study again: the signature was invalidated (changed "
+                        "after signing)"
+                    )
+                    if again
+                    else _("The investigator's signature on the end of study"),
+                    url=reverse("outcomes:end_of_study_sign", args=[participant.study_number])
+                    if can_sign
+                    else "",
+                    record=end,
+                    tone="warning",
+                    due=True,
+                )
+            )
     return entries
+
+
+def _end_signature_text(end) -> str:
+    if end.signature_status == SignatureStatus.UNSIGNED:
+        return ""
+    if not signature_is_valid(end):
+        return _("signed by %(name)s: signature invalidated: changed after signing") % {
+            "name": end.printed_name
+        }
+    return _("signed by %(name)s · %(meaning)s") % {
+        "name": end.printed_name,
+        "meaning": end.meaning,
+    }
+
+
+def can_sign_for(user, participant) -> bool:
+    return participant.site_id in (access_for(user).site_ids(Role.INVESTIGATOR) or ())

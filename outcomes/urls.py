@@ -22,4 +22,9 @@ urlpatterns = [
     path("adverse-events/<int:pk>/report/", views.ae_report, name="ae_report"),
     path("adverse-events/serious/", views.ae_open_reports, name="ae_open_reports"),
     path("participants/<str:study_number>/end-of-study/", views.end_of_study, name="end_of_study"),
+    path(
+        "participants/<str:study_number>/end-of-study/sign/",
+        views.end_of_study_sign,
+        name="end_of_study_sign",
+    ),
 ]

@@ -14,12 +14,14 @@ from trialsite.core.access import access_for, role_required
 from trialsite.core.clock import site_date, site_time_text, site_today
 from trialsite.core.forms import add_service_errors
 from trialsite.core.models import Role
+from trialsite.core.signatures import signature_is_valid
 
 from . import rules, selectors, services
 from .forms import (
     AdverseEventForm,
     CausalityForm,
     EndOfStudyForm,
+    EndOfStudySignForm,
     SaeReportForm,
     VisitCorrectionForm,
     VisitForm,
@@ -156,14 +158,19 @@ def _site_investigator(user, participant) -> bool:
 def ae_list(request, study_number: str):
     participant = participant_for_user(request.user, study_number)
     now = timezone.now()
+    adverse_events = [
+        selectors.with_report_clock(ae, now)
+        for ae in selectors.participant_adverse_events(participant)
+    ]
+    for ae in adverse_events:
+        ae.causality_valid = signature_is_valid(getattr(ae, "causality", None))
+    end = selectors.end_of_study(participant)
     context = {
         "participant": participant,
-        "adverse_events": [
-            selectors.with_report_clock(ae, now)
-            for ae in selectors.participant_adverse_events(participant)
-        ],
+        "adverse_events": adverse_events,
         "reactions": selectors.reactions_to_report(participant),
-        "end": selectors.end_of_study(participant),
+        "end": end,
+        "end_signed": signature_is_valid(end),
         "can_write": _site_writer(request.user, participant),
         "can_sign": _site_investigator(request.user, participant),
     }
@@ -286,11 +293,26 @@ def ae_change(request, pk: int):
 def ae_causality(request, pk: int):
     adverse_event = selectors.adverse_event_for_user(request.user, pk, Role.INVESTIGATOR)
     participant = adverse_event.participant
-    if hasattr(adverse_event, "causality"):
+    earlier = getattr(adverse_event, "causality", None)
+    if signature_is_valid(earlier):
         messages.info(request, _("The causality of this adverse event is already signed."))
         return redirect("outcomes:ae_list", participant.study_number)
     interventions = selectors.participant_interventions(participant)
-    form = CausalityForm(request.POST or None, interventions=interventions)
+    # Signing again after the event changed: the earlier assessment is offered to review.
+    initial = (
+        {
+            "expected": "yes" if earlier.expected else "no",
+            **{
+                f"related_{i.key}": row.relatedness
+                for i in interventions
+                for row in earlier.relatedness.all()
+                if (row.schedule_id, row.scheduled_dose_id) == (i.schedule_id, i.dose_id)
+            },
+        }
+        if earlier is not None
+        else None
+    )
+    form = CausalityForm(request.POST or None, interventions=interventions, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
             services.causality_sign(
@@ -311,6 +333,7 @@ def ae_causality(request, pk: int):
         "form": form,
         "printed_name": request.user.get_full_name() or request.user.get_username(),
         "meaning": services.CAUSALITY_MEANING,
+        "invalidated": earlier,
     }
     return render(request, "outcomes/ae_causality.html", context)
 
@@ -383,3 +406,38 @@ def end_of_study(request, study_number: str):
     return render(
         request, "outcomes/end_of_study_form.html", {"participant": participant, "form": form}
     )
+
+
+@role_required(Role.INVESTIGATOR)
+def end_of_study_sign(request, study_number: str):
+    participant = participant_for_user(request.user, study_number, Role.INVESTIGATOR)
+    end = selectors.end_of_study(participant)
+    if end is None:
+        messages.error(
+            request,
+            _("The study of %(number)s has not ended: nothing to sign.")
+            % {"number": participant.study_number},
+        )
+        return redirect("outcomes:ae_list", participant.study_number)
+    if signature_is_valid(end):
+        messages.info(request, _("The end of study is already signed."))
+        return redirect("outcomes:ae_list", participant.study_number)
+    form = EndOfStudySignForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.end_of_study_sign(
+                end=end, user=request.user, password=form.cleaned_data["password"]
+            )
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, _("End of study signed."))
+            return redirect("outcomes:ae_list", participant.study_number)
+    context = {
+        "participant": participant,
+        "end": end,
+        "form": form,
+        "printed_name": request.user.get_full_name() or request.user.get_username(),
+        "meaning": services.END_OF_STUDY_MEANING,
+    }
+    return render(request, "outcomes/end_of_study_sign.html", context)

@@ -21,6 +21,7 @@ from enrollment.services import participant_register
 from trialsite.core.audit import audited_save, unaudited_bulk_writes
 from trialsite.core.clock import site_today
 from trialsite.core.models import Protocol, Role, RoleAssignment, Site
+from trialsite.core.signatures import signature_bind
 
 PASSWORD = "correct-horse-battery-9"
 
@@ -147,16 +148,14 @@ def ready_participant(*, site, user, investigator=None, severity: str = "severe"
         user=user,
     )
     signer = investigator or user
-    audited_save(
-        EligibilitySignoff(
-            screening=screening,
-            signer=signer,
-            printed_name=signer.get_username(),
-            signed_at=timezone.now(),
-            meaning="I confirm this patient is eligible.",
-        ),
-        user=signer,
+    signoff = EligibilitySignoff(screening=screening)
+    signature_bind(
+        signoff,
+        signer=signer,
+        signed_at=timezone.now(),
+        meaning="I confirm this patient is eligible.",
     )
+    audited_save(signoff, user=signer)
     return participant
 
 

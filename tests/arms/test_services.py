@@ -20,7 +20,8 @@ from arms.models import (
     Stratum,
 )
 from enrollment.models import Screening
-from tests.factories import ready_participant
+from enrollment.services import eligibility_signoff
+from tests.factories import PASSWORD, ready_participant
 from trialsite.core.audit import audited_save
 from trialsite.core.clock import site_today
 
@@ -492,12 +493,14 @@ def test_the_command_generates_and_reports_without_entries(protocol, site_a, adm
 
 
 def test_a_randomization_refused_by_the_dosing_hook_leaves_nothing(
-    ready_a, active_list, coordinator_a
+    ready_a, active_list, coordinator_a, investigator_a
 ):
     """One transaction: no weight for a per-kg dose refuses the allocation too."""
     screening = Screening.objects.get(participant=ready_a)
     screening.answers = {"severity": "severe", "egfr": "90"}  # no weight
     audited_save(screening, user=coordinator_a, reason="test: no weight recorded")
+    # The screening changed after its sign-off: signed again, as the gate asks.
+    eligibility_signoff(participant=ready_a, user=investigator_a, password=PASSWORD)
     msc_first = (
         ListEntry.objects.filter(
             stratum__randomization_list=active_list, stratum__code="SHE-severe", arm__code="MSC"
@@ -546,6 +549,7 @@ def test_the_screening_egfr_sets_the_nirmatrelvir_dose_through_randomization(
     screening = Screening.objects.get(participant=participant)
     screening.answers = {**screening.answers, "egfr": "45"}
     audited_save(screening, user=coordinator_a, reason="test: moderate renal impairment")
+    eligibility_signoff(participant=participant, user=investigator_a, password=PASSWORD)
     allocation = services.participant_randomize(
         participant=participant, user=coordinator_a, idempotency_key=uuid.uuid4()
     )

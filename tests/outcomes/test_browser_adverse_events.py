@@ -72,7 +72,7 @@ def test_investigator_records_a_serious_event_and_signs_its_causality(
 
     page.wait_for_url(f"**/outcomes/participants/{number}/adverse-events/")
     assert page.get_by_text("Causality assessment signed.").is_visible()
-    assert "signed by" in page.get_by_test_id("causality-signed").inner_text()
+    assert "Signed: " in page.get_by_test_id("causality-signed").inner_text()
     screenshot(page, f"outcomes-ae-list-{width}")
 
     page.goto("/outcomes/adverse-events/serious/")

@@ -75,6 +75,7 @@ from outcomes.models import (
 )
 from outcomes.selectors import endpoints_from
 from trialsite.core.selectors import audited_models
+from trialsite.core.signatures import SignatureStatus, signature_state
 
 from .columns import (
     BOOLEAN,
@@ -110,6 +111,53 @@ CRITERION_OUTCOMES = (
 )
 AUDIT_ACTIONS = (("created", "Created"), ("changed", "Changed"), ("deleted", "Deleted"))
 HISTORY_TYPES = {"+": "created", "~": "changed", "-": "deleted"}
+
+
+def signature_columns(path: str = "", prefix: str = "") -> tuple[Column, ...]:
+    """What binds an electronic signature (the record at `path`) to what it signed, and
+    whether it still holds: a fresh hash of the values now against the stored one, so that a
+    change made by any path shows. Empty when there is no such record (an event not assessed)."""
+    record = dig(path) if path else (lambda r: r)
+
+    def state(row):
+        signed = record(row)
+        return signature_state(signed) if signed is not None else None
+
+    return (
+        Column(
+            f"{prefix}signature_status",
+            CODE,
+            "Whether the signature holds: valid, invalidated (what it signed changed after "
+            "signing; it is to be signed again) or unsigned.",
+            state,
+            choices=SignatureStatus.choices,
+        ),
+        Column(
+            f"{prefix}signature_hash",
+            TEXT,
+            "SHA-256 (hex) of the canonical form of the values signed.",
+            lambda row: (record(row).content_hash or None) if record(row) else None,
+        ),
+        Column(
+            f"{prefix}signature_form",
+            TEXT,
+            "The tag of the canonical form the hash was computed over.",
+            lambda row: (record(row).content_form or None) if record(row) else None,
+        ),
+        Column(
+            f"{prefix}signature_invalidated_at",
+            DATETIME,
+            "When the signature was marked invalidated (UTC); empty when it was not marked.",
+            lambda row: record(row).invalidated_at if record(row) else None,
+        ),
+        Column(
+            f"{prefix}signature_invalidated_reason",
+            TEXT,
+            "Why the signature was marked invalidated.",
+            lambda row: record(row).invalidated_reason if record(row) else None,
+            free_text=True,
+        ),
+    )
 
 
 def arm_codes():
@@ -460,6 +508,7 @@ SIGNOFFS = Dataset(
         Column("printed_name", TEXT, "The investigator's printed name.", dig("printed_name")),
         Column("signed_at", DATETIME, "When it was signed (UTC).", dig("signed_at")),
         Column("meaning", TEXT, "The meaning of the signature, as shown.", dig("meaning")),
+        *signature_columns(),
     ),
     records=_signoffs,
     participant_id=dig("screening.participant_id"),
@@ -926,9 +975,12 @@ VISITS = Dataset(
 
 
 def _adverse_events(ctx: ExportContext):
-    queryset = AdverseEvent.objects.select_related(
-        "participant__site", "causality", "recorded_by"
-    ).order_by("participant__site__code", "participant__sequence", "onset_date", "pk")
+    queryset = (
+        AdverseEvent.objects.select_related("participant__site", "causality__signer", "recorded_by")
+        # What the causality's signature signed, to check it against its hash.
+        .prefetch_related("causality__relatedness")
+        .order_by("participant__site__code", "participant__sequence", "onset_date", "pk")
+    )
     queryset = ctx.without_identifiers(ctx.scoped(queryset, "participant__site"), "participant__")
     return queryset.iterator(chunk_size=CHUNK)
 
@@ -987,6 +1039,25 @@ ADVERSE_EVENTS = Dataset(
             "When the causality was signed (UTC).",
             dig("causality.signed_at"),
         ),
+        Column(
+            "causality_signed_by",
+            TEXT,
+            "Username of the investigator who signed the causality.",
+            username("causality.signer"),
+        ),
+        Column(
+            "causality_printed_name",
+            TEXT,
+            "The investigator's printed name.",
+            dig("causality.printed_name"),
+        ),
+        Column(
+            "causality_meaning",
+            TEXT,
+            "The meaning of the causality's signature, as shown.",
+            dig("causality.meaning"),
+        ),
+        *signature_columns("causality", prefix="causality_"),
         *recorded_columns(),
     ),
     records=_adverse_events,
@@ -1042,9 +1113,9 @@ AE_RELATEDNESS = Dataset(
 
 
 def _ends(ctx: ExportContext):
-    queryset = EndOfStudy.objects.select_related("participant__site", "recorded_by").order_by(
-        "participant__site__code", "participant__sequence"
-    )
+    queryset = EndOfStudy.objects.select_related(
+        "participant__site", "recorded_by", "signer"
+    ).order_by("participant__site__code", "participant__sequence")
     queryset = ctx.without_identifiers(ctx.scoped(queryset, "participant__site"), "participant__")
     return queryset.iterator(chunk_size=CHUNK)
 
@@ -1064,6 +1135,13 @@ END_OF_STUDY = Dataset(
             dig("adverse_event_id"),
         ),
         *recorded_columns(),
+        Column(
+            "signed_by", TEXT, "Username of the investigator who signed it.", username("signer")
+        ),
+        Column("printed_name", TEXT, "The investigator's printed name.", dig("printed_name")),
+        Column("signed_at", DATETIME, "When it was signed (UTC).", dig("signed_at")),
+        Column("meaning", TEXT, "The meaning of the signature, as shown.", dig("meaning")),
+        *signature_columns(),
     ),
     records=_ends,
     participant_id=dig("participant_id"),
