@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404
 
 from arms.models import Allocation
 from dosing.models import Administration, DoseSchedule, ScheduledDose
-from enrollment.models import Participant
+from enrollment.models import OFF_STUDY_SCOPES, Participant
 from trialsite.core.access import scope_to_sites, sites_for_user
 from trialsite.core.clock import site_today
 from trialsite.core.models import Role, Site
@@ -77,8 +77,9 @@ def visits_due_today(user, *roles: str) -> QuerySet[ScheduledVisit]:
 
 def visits_overdue(user, *roles: str) -> QuerySet[ScheduledVisit]:
     """Visits with no record once their window has closed at the site (`rules.window_closed`),
-    of participants still on study: marked missed by the sweep, or not yet (it runs each
-    minute). Either may still be recorded, out of window. Oldest first. Two queries."""
+    of participants still on study (no end of study, no withdrawal from follow-up): marked
+    missed by the sweep, or not yet (it runs each minute). Either may still be recorded, out
+    of window. Oldest first. Two queries."""
     sites = list(sites_for_user(user, *roles))
     closed = Q(status=VisitStatus.MISSED) | Q(status__in=OPEN_VISIT_STATUSES) & _at_each_site_date(
         sites, lambda today: Q(window_end__lt=today)
@@ -87,6 +88,7 @@ def visits_overdue(user, *roles: str) -> QuerySet[ScheduledVisit]:
         visits_for_user(user, *roles)
         .filter(closed, record__isnull=True)
         .filter(participant__ends_of_study__isnull=True)
+        .exclude(participant__withdrawals__scope__in=OFF_STUDY_SCOPES)
         .order_by("window_end", "participant__site__code", "participant__sequence")
     )
 

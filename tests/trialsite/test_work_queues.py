@@ -15,7 +15,7 @@ from django.urls import reverse
 from arms.models import Allocation, ListEntry, RandomizationList
 from dosing.models import ScheduledDose
 from dosing.services import doses_mark_overdue
-from enrollment.models import Decision, Screening
+from enrollment.models import Decision, Screening, Withdrawal, WithdrawalScope
 from outcomes.models import ScheduledVisit
 from outcomes.services import adverse_event_record, participant_visits_create, visit_record
 from tests.dosing.conftest import randomize, screened_participant
@@ -299,3 +299,22 @@ def test_the_home_pages_cost_as_many_queries_for_20_participants_as_for_2(
             page = home(client, role)
         expected = {key: n * 20 for key, n in EXPECTED_PER_COPY[role].items()}
         assert counts(page) == expected, role
+
+
+def test_a_participant_off_study_has_no_overdue_visit(client_for, cast, work):
+    treated = work["treated"][0]
+    before = counts(home(client_for(cast["coordinator_a"]), Role.COORDINATOR))
+    assert before["visits-overdue"] == 1
+    coordinator = cast["coordinator_a"]
+    audited_save(
+        Withdrawal(
+            participant=treated,
+            scope=WithdrawalScope.FOLLOW_UP,
+            withdrawn_on=site_today(treated.site),
+            reason="Moved away",
+            recorded_by=coordinator,
+        ),
+        user=coordinator,
+    )
+    after = counts(home(client_for(coordinator), Role.COORDINATOR))
+    assert after["visits-overdue"] == 0
