@@ -44,6 +44,8 @@ from trialsite.core.audit import audited_save
 from trialsite.core.models import Role
 from trialsite.core.protocol import definition_from_toml
 from trialsite.core.services import protocol_load
+from trialsite.exports.bundle import bundle_build, export_request
+from trialsite.exports.columns import ExportOptions
 
 COORDINATOR, INVESTIGATOR = "coordinator", "investigator"
 DATA_MANAGER, MONITOR, ADMINISTRATOR = "data_manager", "monitor", "administrator"
@@ -74,6 +76,7 @@ class SiteWard(Ward):
     adverse_event: int = 0
     reminder: int = 0
     consent_version: int = 0
+    export: int = 0
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,9 @@ EXPECTATIONS: dict[str, Expect] = {
     "access_review": _trial(ADMIN_ONLY, 403),
     "access_review_csv": _trial(ADMIN_ONLY, 403),
     "exports:bundle": _trial({DATA_MANAGER, ADMINISTRATOR}, 403),
+    # The data manager's own written bundle; the administrator sees every one.
+    "exports:detail": _trial({DATA_MANAGER, ADMINISTRATOR}, 403, _pk("export")),
+    "exports:download": _trial({DATA_MANAGER, ADMINISTRATOR}, 403, _pk("export")),
     "oversight:consort": _trial(ALL, 403),
     "oversight:consort_svg": _trial(ALL, 403),
     "oversight:record_status": _trial(ALL, 403),
@@ -336,6 +342,16 @@ def _site_ward(site, *, coordinator, investigator, administrator) -> SiteWard:
     )
 
 
+def _written_export(user) -> int:
+    """A bundle of the data manager's, written (as the worker would), kept for download."""
+    sent = []
+    export = export_request(
+        user=user, options=ExportOptions(datasets=("participants",)), enqueue=sent.append
+    )
+    assert bundle_build(export_id=export.pk)
+    return export.pk
+
+
 @dataclass
 class Matrix:
     users: dict  # role -> user; the site-held ones hold it at the own site
@@ -351,7 +367,7 @@ def matrix(django_db_setup, django_db_blocker, tmp_path_factory):
     clock = time_machine.travel(datetime.datetime(2026, 3, 20, 2, 0, tzinfo=datetime.UTC))
     with (
         django_db_blocker.unblock(),
-        override_settings(MEDIA_ROOT=media, PASSWORD_HASHERS=fast),
+        override_settings(MEDIA_ROOT=media, PASSWORD_HASHERS=fast, EXPORT_ROOT=media / "exports"),
         clock,
     ):
         atomic = transaction.atomic()
@@ -385,6 +401,7 @@ def matrix(django_db_setup, django_db_blocker, tmp_path_factory):
                     administrator=administrator,
                 ),
             )
+            built.own.export = _written_export(built.users[DATA_MANAGER])
         except BaseException:
             transaction.set_rollback(True)
             atomic.__exit__(None, None, None)
