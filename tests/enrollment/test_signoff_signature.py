@@ -2,6 +2,7 @@
 by any path, invalidates it; the page, the investigator's queue and the gate say so; signing
 again restores it and keeps the earlier signature."""
 
+import re
 from datetime import UTC, timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from trialsite.core.signatures import (
     CANONICAL_FORM,
     SignatureStatus,
     content_hash,
+    signature_invalidate,
     signature_is_valid,
     signature_state,
 )
@@ -150,3 +152,24 @@ def test_the_page_shows_the_manifestation_then_the_invalidation_and_the_next_ste
     ).content.decode()
     assert 'data-testid="signing-again"' in form
     assert INVALIDATED in form
+
+
+def test_a_signoff_marked_invalidated_is_awaited_again_in_the_list_and_the_grid(
+    client_for, participant_a, investigator_a, coordinator_a, data_manager
+):
+    signoff = signed(participant_a, investigator_a, coordinator_a)
+    number = participant_a.study_number
+
+    def states(client):
+        listed = client.get(reverse("enrollment:participant_list")).content.decode()
+        grid = client.get(reverse("oversight:record_status")).content.decode()
+        row = re.search(rf'<tr data-participant="{number}">(.*?)</tr>', grid, re.S).group(1)
+        return (
+            re.search(r'data-signoff="(\w+)"', listed).group(1),
+            re.search(r'data-step="signoff" data-status="(\w+)"', row).group(1),
+        )
+
+    client = client_for(data_manager)
+    assert states(client) == ("signed", "done")
+    signature_invalidate(record=signoff, user=investigator_a, reason="the screening was corrected")
+    assert states(client) == ("awaited", "attention")

@@ -31,6 +31,7 @@ from enrollment.selectors import participants_for_user, screening_log
 from outcomes.models import AdverseEvent, EndOfStudy, EndReason, ScheduledVisit, VisitStatus
 from trialsite.core.access import scope_to_sites, sites_for_user
 from trialsite.core.models import Protocol
+from trialsite.core.signatures import SignatureStatus
 
 from . import rules
 
@@ -159,8 +160,12 @@ def record_status(user, *, site_ids=None):
             end_reason=Subquery(_of(EndOfStudy).values("reason")[:1]),
         )
         .annotate(
+            # A sign-off invalidated since is awaited again.
             signed=Exists(
-                EligibilitySignoff.objects.filter(screening_id=OuterRef("latest_screening_id"))
+                EligibilitySignoff.objects.filter(
+                    screening_id=OuterRef("latest_screening_id"),
+                    signature_status=SignatureStatus.VALID,
+                )
             )
         )
         .order_by("site__code", "sequence")
