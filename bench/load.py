@@ -85,7 +85,7 @@ def _with_database(url: str, name: str) -> str:
 # --- Preparing the database (a child process: Django never runs beside locust's gevent) ---------
 
 
-def prepare_database(out: Path, coordinators: int, investigators: int) -> None:
+def prepare_database(out: Path, coordinators: int, investigators: int, backlog: int) -> None:
     """Migrate, load the protocol, collect the static files and seed; the accounts to `out`."""
     import django
 
@@ -101,6 +101,7 @@ def prepare_database(out: Path, coordinators: int, investigators: int) -> None:
 
     import datetime
 
+    from enrollment.models import ConsentVersion
     from enrollment.services import consent_version_create
     from tests.factories import PASSWORD, SiteFactory, active_randomization_list, user_with_role
     from trialsite.core.models import Role
@@ -121,11 +122,17 @@ def prepare_database(out: Path, coordinators: int, investigators: int) -> None:
     # Enough entries that no stratum runs out in a run (2 severities per site).
     active_randomization_list(administrator=administrator, per_stratum=600)
 
+    # One password hash for all (PBKDF2 takes a good part of a second each on this machine):
+    # the logins and the sign-off still check it each time, as in real use.
+    password_hash = make_password(PASSWORD)
     accounts = []
     for role, count in ((Role.COORDINATOR, coordinators), (Role.INVESTIGATOR, investigators)):
         for i in range(count):
             site = sites[i % len(sites)]
-            user = user_with_role(role, site, username=f"load-{role}-{i:03d}")
+            # password=None: no hash made here; the shared one is saved below.
+            user = user_with_role(role, site, username=f"load-{role}-{i:03d}", password=None)
+            user.password = password_hash
+            user.save(update_fields=["password"])
             accounts.append(
                 {
                     "username": user.username,
@@ -135,9 +142,45 @@ def prepare_database(out: Path, coordinators: int, investigators: int) -> None:
                     "time_zone": site.time_zone,
                 }
             )
-    # One password hash for all (PBKDF2 takes a good part of a second each on this machine):
-    # the logins and the sign-off still check it each time, as in real use.
-    User.objects.filter(username__startswith="load-").update(password=make_password(PASSWORD))
+
+    # The morning's backlog: at each site, patients screened eligible and consented who
+    # wait for an investigator's sign-off, so that the investigators' steps (sign-off,
+    # randomize, dose) are measured from the first minute, not only once the coordinators'
+    # first patients reach them.
+    from django.utils import timezone
+
+    from enrollment import services as enrollment
+    from tests.enrollment.conftest import eligible_answers
+
+    version = ConsentVersion.objects.get(language="en")
+    awaiting: dict[str, list[str]] = {}
+    coordinator_of = {a["site"]: a["pk"] for a in accounts if a["role"] == Role.COORDINATOR}
+    for site in sites:
+        if site.code not in coordinator_of:
+            continue  # fewer coordinators than sites
+        user = User.objects.get(pk=coordinator_of[site.code])
+        for i in range(backlog):
+            participant = enrollment.participant_register(
+                site=site,
+                user=user,
+                name=f"Backlog Patient {i}",
+                mrn=f"BL{site.code}{i:05d}",
+                sex="F",
+                date_of_birth=datetime.date(1968, 4, 12),
+            )
+            answers = eligible_answers(site, severity=("severe", "critical")[i % 2])
+            if i % 2:
+                answers["mechanical_ventilation"] = True  # critical needs it (I2)
+            enrollment.participant_screen(participant=participant, user=user, answers=answers)
+            enrollment.consent_record(
+                participant=participant,
+                user=user,
+                version=version,
+                consented_at=timezone.now() - datetime.timedelta(hours=1),
+                signer="participant",
+                copy_given=True,
+            )
+            awaiting.setdefault(site.code, []).append(participant.study_number)
 
     # An authenticator app for each investigator (their role needs a second factor): they
     # type its code when the login asks for one. Coordinators log in with the password alone,
@@ -157,7 +200,7 @@ def prepare_database(out: Path, coordinators: int, investigators: int) -> None:
                 "t0": device.t0,
                 "digits": device.digits,
             }
-    out.write_text(json.dumps({"password": PASSWORD, "accounts": accounts}))
+    out.write_text(json.dumps({"password": PASSWORD, "accounts": accounts, "awaiting": awaiting}))
 
 
 # --- The run -------------------------------------------------------------------------------------
@@ -235,6 +278,8 @@ class Services:
                 str(self.args.users),
                 "--investigators",
                 str(self.args.investigators),
+                "--backlog",
+                str(self.args.backlog),
             ],
             env=self.env,
             cwd=ROOT,
@@ -436,6 +481,7 @@ def run_load(args) -> int:
                 "think": _think(args.think),
                 "eligible_share": 0.7,
                 "logins_at_once": args.workers,
+                "awaiting": seeded["awaiting"],
             }
         )
         total = load_users.CONFIG["total_users"]
@@ -557,10 +603,13 @@ def main() -> None:
         default="redis://127.0.0.1:6379/10",
         help="a Redis database of its own: emptied before and after",
     )
+    parser.add_argument(
+        "--backlog", type=int, default=4, help="patients awaiting sign-off at each site at start"
+    )
     parser.add_argument("--prepare-into", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.prepare_into:
-        prepare_database(args.prepare_into, args.users, args.investigators)
+        prepare_database(args.prepare_into, args.users, args.investigators, args.backlog)
         return
     for url in (args.database_url, args.redis_url):
         host = urlsplit(url).hostname

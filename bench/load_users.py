@@ -312,7 +312,17 @@ class Investigator(TrialUser):
         if form is None:
             return
         self.think()
-        self.submit(url, "dose: POST", form, outcome="given", lot_number="LT-001")
+        # Recorded at once: a just-randomized patient's first dose is due from the next
+        # morning, so "now" is outside its window and is confirmed with a reason (a deviation).
+        self.submit(
+            url,
+            "dose: POST",
+            form,
+            outcome="given",
+            lot_number="LT-001",
+            confirm_outside_window="on",
+            outside_window_reason="Given on the ward's instruction (load test).",
+        )
 
 
 def prepare(config: dict) -> None:
@@ -325,5 +335,8 @@ def prepare(config: dict) -> None:
     Coordinator.fixed_count = len(_accounts["coordinator"])
     Investigator.fixed_count = len(_accounts["investigator"])
     CONFIG["total_users"] = Coordinator.fixed_count + Investigator.fixed_count
+    AWAITING_SIGNOFF.clear()
+    for site, numbers in config.get("awaiting", {}).items():
+        AWAITING_SIGNOFF[site].extend(numbers)
     global LOGINS_AT_ONCE
     LOGINS_AT_ONCE = BoundedSemaphore(config.get("logins_at_once", 2))
