@@ -44,6 +44,17 @@ ALLOWED = {
         "literal."
     ),
     **{
+        ("trialsite/exports/copy_sql.py", "raw SQL built by formatting", sql): (
+            "The export's temporary table of date shifts: its name is export_dates_ and an "
+            "integer (id of the export's context), written by the code; no value from a request."
+        )
+        for sql in (
+            'f"DROP TABLE IF EXISTS {name}"',
+            'f"CREATE TEMPORARY TABLE {name} " "(participant_id bigint PR',
+            'f"ANALYZE {name}"',
+        )
+    },
+    **{
         (path, "autoescape off", ""): (
             "A plain-text e-mail (EmailMessage, text/plain): escaping would print &amp; to the "
             "reader, and no browser renders it."
@@ -214,7 +225,7 @@ def security_findings(path: Path) -> Iterator[tuple[int, str, str]]:
         if check_sql and isinstance(node, ast.Call) and callee(node) in RAW_SQL_CALLS:
             for arg in [*node.args, *(k.value for k in node.keywords)]:
                 if is_formatted(arg) or (isinstance(arg, ast.Name) and arg.id in formatted):
-                    segment = ast.get_source_segment(source, arg) or ""
+                    segment = " ".join((ast.get_source_segment(source, arg) or "").split())
                     yield node.lineno, "raw SQL built by formatting", segment[:60]
 
 
@@ -288,6 +299,11 @@ def test_data_never_reaches_the_template_compiler_or_a_safe_mark():
 
 def test_every_allowed_place_still_exists():
     found = {(path, rule, source) for path, _line, rule, source in all_findings()}
+    found |= {
+        (str(path.relative_to(ROOT)), rule, source)
+        for path in project_files(".py")
+        for _line, rule, source in security_findings(path)
+    }
     assert set(ALLOWED) - found == set()
 
 
