@@ -18,6 +18,7 @@ from enrollment.models import OFF_STUDY_SCOPES, Participant
 from trialsite.core.access import scope_to_sites, sites_for_user
 from trialsite.core.clock import site_today
 from trialsite.core.models import Role, Site
+from trialsite.core.signatures import SignatureStatus
 
 from . import rules
 from .models import (
@@ -257,13 +258,29 @@ def open_sae_reports(user, *roles: str) -> list[AdverseEvent]:
 
 
 def causality_awaited(user, *roles: str) -> QuerySet[AdverseEvent]:
-    """Adverse events that no investigator has assessed for causality yet, oldest first.
-    One query."""
+    """Adverse events that no investigator has assessed for causality yet, or whose signed
+    assessment a change to the event invalidated (to sign again), oldest first. One query."""
     return (
         adverse_events_for_user(user, *roles)
-        .filter(causality__isnull=True)
+        .filter(
+            Q(causality__isnull=True) | Q(causality__signature_status=SignatureStatus.INVALIDATED)
+        )
+        .select_related("causality")
         .order_by("recorded_at", "pk")
     )
+
+
+def ends_to_sign(user, *roles: str) -> QuerySet[EndOfStudy]:
+    """Ends of study waiting for the investigator's signature (never signed, or signed and
+    marked invalidated since), oldest first. One query."""
+    return scope_to_sites(
+        EndOfStudy.objects.exclude(signature_status=SignatureStatus.VALID).select_related(
+            "participant__site"
+        ),
+        user,
+        site_field="participant__site",
+        roles=roles,
+    ).order_by("recorded_at", "pk")
 
 
 def roster_open_adverse_events(rows) -> dict[int, dict]:

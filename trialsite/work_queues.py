@@ -298,7 +298,22 @@ def _causality_row(event, may_act):
         _("%(term)s, CTCAE grade %(grade)s, onset %(date)s")
         % {"term": event.term, "grade": event.grade, "date": event.onset_date.isoformat()},
         action_url=_url("outcomes:ae_causality", event.pk, may_act=may_act),
-        action=_("Assess causality"),
+        # An assessment whose signature a change to the event invalidated is signed again.
+        action=_("Assess and sign again")
+        if getattr(event, "causality", None) is not None
+        else _("Assess causality"),
+    )
+
+
+def _end_row(end, may_act):
+    participant = end.participant
+    return Row(
+        participant.study_number,
+        participant.site.code,
+        _("Study ended on %(date)s: %(reason)s")
+        % {"date": end.ended_on.isoformat(), "reason": end.get_reason_display()},
+        action_url=_url("outcomes:end_of_study_sign", participant.study_number, may_act=may_act),
+        action=_("Sign"),
     )
 
 
@@ -388,10 +403,18 @@ SPECS = {
         ),
         QueueSpec(
             "causality",
-            gettext_lazy("Adverse events without a causality assessment"),
+            gettext_lazy("Adverse events without a signed causality assessment"),
             gettext_lazy("Every adverse event is assessed."),
             lambda user, role, cache: outcomes.causality_awaited(user, role),
             _causality_row,
+            actors=(Role.INVESTIGATOR,),
+        ),
+        QueueSpec(
+            "ends-to-sign",
+            gettext_lazy("Ends of study to sign"),
+            gettext_lazy("No end of study waits for your signature."),
+            lambda user, role, cache: outcomes.ends_to_sign(user, role),
+            _end_row,
             actors=(Role.INVESTIGATOR,),
         ),
         QueueSpec(
@@ -417,7 +440,10 @@ HOME_QUEUES: dict[str, list[tuple[str, list[str]]]] = {
         ),
     ],
     Role.INVESTIGATOR: [
-        (gettext_lazy("Waiting for you"), ["signoffs", "sae-reports", "doses-overdue"]),
+        (
+            gettext_lazy("Waiting for you"),
+            ["signoffs", "sae-reports", "causality", "ends-to-sign", "doses-overdue"],
+        ),
     ],
     Role.DATA_MANAGER: [
         (gettext_lazy("Incomplete forms"), ["screenings", "visits-overdue", "causality"]),

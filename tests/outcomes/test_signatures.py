@@ -340,3 +340,30 @@ def test_the_signing_page_signs_and_refuses_another_sites_staff(
     banner = page.split('data-testid="end-of-study"')[1].split("</div>\n</div>")[0]
     assert f"Signed: {investigator_a.get_full_name()} · " in banner
     assert "signature valid" in banner
+
+
+# --- The investigator's queue ----------------------------------------------------------------
+
+
+def test_the_investigators_home_asks_for_each_signature_to_give(
+    assessed, ended, coordinator_a, investigator_a, client_for
+):
+    participant = ended.participant
+    client = client_for(investigator_a)
+
+    def queue(key) -> str:
+        """The rows the home page shows for the queue; empty when it shows none."""
+        page = client.get(reverse("role_home", args=["investigator"])).content.decode()
+        marker = f'data-testid="queue-{key}"'
+        return page.split(marker)[1].split("</table>")[0] if marker in page else ""
+
+    sign_end = reverse("outcomes:end_of_study_sign", args=[participant.study_number])
+    sign_again = reverse("outcomes:ae_causality", args=[assessed.adverse_event_id])
+    assert f'href="{sign_end}"' in queue("ends-to-sign")
+    assert f'href="{sign_again}"' not in queue("causality")
+    end_of_study_sign(end=ended, user=investigator_a, password=PASSWORD)
+    update(assessed.adverse_event, coordinator_a, grade=4)
+    assert f'href="{sign_end}"' not in queue("ends-to-sign")
+    causality = queue("causality")
+    assert f'href="{sign_again}"' in causality
+    assert "Assess and sign again" in causality

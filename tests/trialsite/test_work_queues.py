@@ -144,7 +144,13 @@ EXPECTED_PER_COPY = {
         "doses-overdue": 1,
         "visits-overdue": 1,
     },
-    Role.INVESTIGATOR: {"signoffs": 1, "sae-reports": 1, "doses-overdue": 1},
+    Role.INVESTIGATOR: {
+        "signoffs": 1,
+        "sae-reports": 1,
+        "causality": 1,
+        "ends-to-sign": 0,
+        "doses-overdue": 1,
+    },
     Role.DATA_MANAGER: {"screenings": 2, "visits-overdue": 1, "causality": 1, "out-of-window": 1},
 }
 
