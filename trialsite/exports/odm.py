@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, BinaryIO
 from xml.sax.saxutils import XMLGenerator
@@ -107,6 +108,7 @@ def _oid(prefix: str, *names: str) -> str:
     return ".".join((prefix, *(name.upper() for name in names)))
 
 
+@cache
 def item_oid(dataset: str, column: str) -> str:
     return _oid("IT", dataset, column)
 
@@ -332,13 +334,16 @@ class RecordAudit:
 def fields_of(model, column: Column) -> tuple[str, ...]:
     """The model's fields a column shows: its own name, or for a `_status` column the value
     and its "not done" flag. Identifiers are never read, nor compared."""
-    if column.identifier:
-        return ()
+    return () if column.identifier else _fields_named(model, column.name)
+
+
+@cache
+def _fields_named(model, name: str) -> tuple[str, ...]:
     names = {f.name for f in model._meta.concrete_fields}
-    if column.name in names:
-        return (column.name,)
-    base = column.name.removesuffix("_status")
-    if base != column.name and base in names and f"{base}_not_done" in names:
+    if name in names:
+        return (name,)
+    base = name.removesuffix("_status")
+    if base != name and base in names and f"{base}_not_done" in names:
         return (base, f"{base}_not_done")
     return ()
 
