@@ -52,6 +52,7 @@ from .safe_csv import DANGEROUS_FIRST_CHARACTERS, CsvFile
 
 # Bytes handed to the destination at a time (psycopg2 writes one row per call).
 FLUSH_BYTES = 256 * 1024
+SORT_MEMORY = "256MB"
 
 
 def _table(model) -> str:
@@ -292,6 +293,13 @@ def select_sql(dataset: Dataset, options: ExportOptions, dates_table: str | None
     raw = [f"{projection.values[c.name]} AS c{i}" for i, c in enumerate(columns)]
     raw.append("s.time_zone AS _zone")
     joins = projection.joins
+    # The sites' order by code, as the database itself sorts the codes (the ORM path's
+    # order), given as integers: sorting a million rows on an integer instead of a collated
+    # text is most of what COPY of these datasets costs.
+    ranks = Site.objects.order_by("code").values_list("pk", flat=True)
+    site_order = ", ".join(f"({int(pk)}, {rank})" for rank, pk in enumerate(ranks)) or "(0, 0)"
+    joins += f" JOIN (VALUES {site_order}) AS so (site_id, rank) ON so.site_id = s.id"
+    order_by = projection.order_by.replace("s.code", "so.rank")
     if dates_table:
         joins += f" JOIN {dates_table} xd ON xd.participant_id = p.id"
         raw += ["xd.shift AS _shift", "xd.day_zero AS _day_zero"]
@@ -302,7 +310,7 @@ def select_sql(dataset: Dataset, options: ExportOptions, dates_table: str | None
     cells = ", ".join(_cell(c, f"q.c{i}", options) for i, c in enumerate(columns))
     # Built from the projections' own SQL, integer ids and escaped literals: never input.
     # OFFSET 0 keeps the sort inside: the cells are made from rows already in order.
-    inner = f"SELECT {', '.join(raw)} FROM {joins}{where} ORDER BY {projection.order_by} OFFSET 0"  # noqa: S608
+    inner = f"SELECT {', '.join(raw)} FROM {joins}{where} ORDER BY {order_by} OFFSET 0"  # noqa: S608
     return f"SELECT {cells} FROM ({inner}) AS q"  # noqa: S608
 
 
@@ -394,8 +402,13 @@ def copy_dataset(dataset: Dataset, context: ExportContext, stream: BinaryIO, *, 
     sql = select_sql(dataset, context.options, _dates_table(context))
     records = CrlfRecords(stream)
     with connection.cursor() as cursor:
-        # Dates and times are cast to text: ISO is what the cells must be.
+        # Dates and times are cast to text: ISO is what the cells must be. The sort of a
+        # large dataset fits in memory (the server's, for this one query) instead of disk.
         cursor.execute("SET DateStyle TO 'ISO, YMD'")
-        cursor.cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", records)
+        cursor.execute(f"SET work_mem TO '{SORT_MEMORY}'")
+        try:
+            cursor.cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", records)
+        finally:
+            cursor.execute("RESET work_mem")
     records.flush()
     return records.records
