@@ -99,8 +99,9 @@ class Expect:
     # The user's own second factor (trialsite/mfa): open to every logged-in user, whatever
     # their roles, and posted to by read-only ones too (it changes how they log in, no data).
     own_account: bool = False
-    # An own-account POST refused for want of the password given again (passkey registration).
-    post_refused: bool = False
+    # An own-account endpoint that refuses (403), GET or POST, until the password is given
+    # again (passkey registration checks it before it looks at the method).
+    password_first: bool = False
 
 
 def _participant(attr: str) -> Callable[[SiteWard], dict]:
@@ -223,8 +224,8 @@ EXPECTATIONS: dict[str, Expect] = {
     "mfa:passkey_done": _own(),
     # Passkeys (django-otp-webauthn's endpoints, under its own namespace): registering one asks
     # the password again first, so a bare POST is refused.
-    "otp_webauthn:credential-registration-begin": _own(post_only=True, post_refused=True),
-    "otp_webauthn:credential-registration-complete": _own(post_only=True, post_refused=True),
+    "otp_webauthn:credential-registration-begin": _own(post_only=True, password_first=True),
+    "otp_webauthn:credential-registration-complete": _own(post_only=True, password_first=True),
     "otp_webauthn:credential-authentication-begin": _own(post_only=True),
     "otp_webauthn:credential-authentication-complete": _own(post_only=True),
     "otp_webauthn:js-i18n-catalog": _own(get_only=True),
@@ -254,10 +255,12 @@ def expected(expect: Expect, role: str, method: str, other_site: bool) -> int | 
         return LOGIN  # before anything else, GET or POST, whatever the object
     if role == NO_ROLE and NO_ROLE not in expect.get:
         return 403  # the role-held middleware, before any view, GET or POST
+    if expect.password_first:
+        return 403
     if method == "get" and expect.post_only or method == "post" and expect.get_only:
         return 405
     if expect.own_account:
-        return 403 if method == "post" and expect.post_refused else ALLOWED
+        return ALLOWED
     if method == "post" and role in READ_ONLY:
         return 403  # the read-only middleware, before any view
     if role not in expect.get:

@@ -6,6 +6,7 @@ from django.test import Client
 from django.utils import translation
 
 from enrollment.models import EligibilityCriterion
+from tests.conftest import totp_code, totp_device_for
 from tests.factories import PASSWORD
 from trialsite.core.audit import audited_save
 from trialsite.core.models import UserPreference
@@ -23,10 +24,14 @@ def chinese_site(site_a):
 
 
 def logged_in(user, **headers) -> Client:
-    """A fresh browser, logged in through the login form as a person would."""
+    """A fresh browser, logged in through the login form as a person would, with the second
+    factor's code for a user who needs one."""
+    device = totp_device_for(user)
     client = Client(**headers)
     response = client.post("/accounts/login/", {"username": user.username, "password": PASSWORD})
     assert response.status_code == 302
+    if device is not None:
+        assert client.post("/accounts/mfa/verify/", {"code": totp_code(device)}).status_code == 302
     return client
 
 
