@@ -2,22 +2,25 @@
 Celery worker, each step's p50/p95/p99 and errors against a bare logged-in page (the floor)
 measured in the same run.
 
-    pip install -e '.[bench]'        # locust, once
+    .venv/bin/pip install -e '.[bench]'        # locust, once
     .venv/bin/python bench/load.py --users 50 --investigators 10 --time 60s
 
 Everything runs on this machine, on loopback only, and is torn down at the end: a throw-away
-PostgreSQL database (`--database-url`, dropped and made anew), migrated, the protocol loaded,
-sites with their coordinators and investigators (5 sites: coordinators and investigators
-spread over them), a consent version and an active randomization list; a Redis database
+PostgreSQL database (`--database-name` on the server of `--database-url`, dropped and made
+anew), migrated, the protocol loaded, 5 sites with the coordinators and investigators spread
+over them, a consent version, an active randomization list and, at each site, `--backlog`
+patients screened eligible and consented who await the sign-off; a Redis database
 (`--redis-url`, emptied before and after); gunicorn (`--workers`, default 2 x cores + 1) with
-production settings (DEBUG off) on a free port, and one Celery worker (which sends the
-sign-off and randomization notices). Then every simulated user logs in (a one-time code too
-when the server asks for one) and, once all are in, they work for `--time`:
+production settings (DEBUG off) on a free port, one Celery worker and one beat (the worker
+sends the allocation notices at once and the sign-off notices when the beat sweeps). Then
+every simulated user logs in, a few at a time (investigators type their authenticator app's
+code when the server asks for one), and, once all are in, they work for `--time`:
 
 - coordinators: register a patient, screen (about 70% eligible, the rest with a BMI of 31),
   record consent for the eligible ones, which asks the site's investigators for the sign-off;
 - investigators: sign off (the password typed again), randomize, record the first dose of the
-  allocated arm, read the roster and the dosing worklist;
+  allocated arm (confirmed as outside its window: it is due the next morning), and between
+  sign-offs read the roster and the dosing worklist;
 - everyone, once per round: the floor, a page behind every middleware that does nothing else.
 
 Each user pauses `--think` seconds (a random time in the range) between steps, as a person
