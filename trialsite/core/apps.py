@@ -32,6 +32,7 @@ class CoreConfig(AppConfig):
         user_locked_out.connect(sessions.locked_out, dispatch_uid="trial_locked_out")
         # The audit trail: no record of trial data, nor an account, is deleted without a
         # reason; on PostgreSQL no history row is changed or deleted, by any client.
+        audit.refusing_base_managers()
         for model in audited_models():
             pre_delete.connect(
                 audit.deletion_reason_required,

@@ -132,6 +132,18 @@ class AuditedModel(models.Model):
             _deletion.reset(token)
 
 
+def refusing_base_managers() -> None:
+    """Make `AuditedManager` the base manager of every audited model (called from
+    CoreConfig.ready). `Meta.base_manager_name` above is not enough: Django takes the base
+    manager of a model's first parent, and a model that lists another abstract parent first
+    (`SignedRecord, AuditedModel`) would get a plain one, through which `_base_manager.update()`
+    would skip the trail."""
+    for model in apps.get_models():
+        if issubclass(model, AuditedModel) and model._meta.base_manager.name != "objects":
+            model._meta.base_manager_name = "objects"
+            model._meta._expire_cache()
+
+
 def deletion_reason_required(sender, instance, **kwargs) -> None:
     """pre_delete of every audited model (connected in CoreConfig.ready): a record deleted
     as part of another's delete (a cascade) gets that delete's reason and user; any other
