@@ -165,8 +165,12 @@ def test_study_days_count_from_the_sites_date_of_randomization(seeded, tmp_path)
 def test_shifted_dates_keep_each_participants_intervals(seeded, tmp_path):
     _manifest, files = write(tmp_path, date_mode="shifted")
     visits = csv_rows(files["visits.csv"])
-    assert "2026-03-10" not in {v["due_on"] for v in visits}
     days = [datetime.date.fromisoformat(v["due_on"]) for v in visits]
+    # Day 0 is 2026-03-10 as recorded; every date moved back by the same 1 or more days.
+    real = [
+        datetime.date(2026, 3, 10) + datetime.timedelta(days=int(v["study_day"])) for v in visits
+    ]
+    assert all(shown < recorded for shown, recorded in zip(days, real, strict=True))
     assert [(d - days[0]).days for d in days] == [int(v["study_day"]) for v in visits]
 
 
