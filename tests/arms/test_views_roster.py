@@ -246,12 +246,13 @@ def test_status_filters_pick_the_right_rows(two_sites, investigator_a, administr
     assert rows[1][-1] == "In error"
 
 
-# Session, user, roles; protocol; count, page of rows; dosing counts, schedule routes, next
-# open doses; outcomes' latest WHO score (one subquery for the page) and open adverse events
-# (one count for the page); arms (tabs), sites and arms (filter choices); the session saved
-# (savepoint, update, release). The CSV: no count, tabs or choices.
-ROSTER_QUERIES = 17
-CSV_QUERIES = 13
+# Session, user, the second factor's device (an investigator's verified session), roles;
+# protocol; count, page of rows; dosing counts, schedule routes, next open doses; outcomes'
+# latest WHO score (one subquery for the page) and open adverse events (one count for the
+# page); arms (tabs), sites and arms (filter choices); the session saved (savepoint, update,
+# release). The CSV: no count, tabs or choices.
+ROSTER_QUERIES = 18
+CSV_QUERIES = 14
 
 
 @pytest.mark.parametrize("url_name", ["arms:roster", "arms:roster_csv"])
