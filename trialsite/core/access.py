@@ -30,6 +30,9 @@ class Access:
     """The roles of one user: role -> site ids, or None for all sites."""
 
     by_role: dict[str, frozenset[int] | None]
+    # A site where the user coordinates asks its coordinators for a second factor (read in the
+    # same query as the roles, so the second-factor check costs a coordinator no query).
+    coordinator_mfa: bool = False
 
     @property
     def roles(self) -> list[str]:
@@ -62,15 +65,20 @@ def access_for(user) -> Access:
     if cached is not None:
         return cached
     by_role: dict[str, set[int] | None] = {}
+    coordinator_mfa = False
     if user.is_authenticated and user.is_active:
-        for role, site_id in RoleAssignment.objects.filter(user=user).values_list(
-            "role", "site_id"
+        for role, site_id, site_mfa in RoleAssignment.objects.filter(user=user).values_list(
+            "role", "site_id", "site__coordinators_require_mfa"
         ):
             if role in ALL_SITE_ROLES:
                 by_role[role] = None
             elif by_role.get(role, set()) is not None:
                 by_role.setdefault(role, set()).add(site_id)
-    access = Access({r: (None if s is None else frozenset(s)) for r, s in by_role.items()})
+            coordinator_mfa |= role == Role.COORDINATOR and bool(site_mfa)
+    access = Access(
+        {r: (None if s is None else frozenset(s)) for r, s in by_role.items()},
+        coordinator_mfa=coordinator_mfa,
+    )
     user._trial_access = access
     return access
 

@@ -24,7 +24,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_otp_webauthn.models import WebAuthnCredential
 
 from .access import access_for
-from .models import AccessEventKind, Role, Site
+from .models import AccessEventKind, Role
 from .sessions import access_event_record
 
 ROLES_REQUIRING_MFA = (Role.INVESTIGATOR, Role.DATA_MANAGER, Role.MONITOR, Role.ADMINISTRATOR)
@@ -34,6 +34,7 @@ RECOVERY_NAME = "Recovery codes"
 # The password given again before enrolling stays good this long (seconds).
 REAUTH_SECONDS = 10 * 60
 REAUTH_KEY = "_trial_mfa_reauth_at"
+ENROLLED_KEY = "_trial_mfa_enrolled"
 
 # The access review's words for what an account has enrolled.
 STATUS_TOTP = "totp"
@@ -41,31 +42,39 @@ STATUS_PASSKEY = "passkey"
 STATUS_NONE = "none"
 
 
-def mfa_required(user) -> bool:
+def mfa_required(user, *, enrolled: bool | None = None) -> bool:
     """Whether `user` must pass a second factor: by role, by a coordinator's site, or because
-    they enrolled one. Read once per request and kept on the user object."""
+    they enrolled one (`enrolled`, when the caller knows it, spares the query). Read once per
+    request and kept on the user object."""
     cached = getattr(user, "_trial_mfa_required", None)
     if cached is not None:
         return cached
     required = False
     if user.is_authenticated:
         access = access_for(user)
-        coordinator_sites = (
-            access.site_ids(Role.COORDINATOR) if access.has(Role.COORDINATOR) else None
-        )
         required = (
             user.is_superuser
             or access.has(*ROLES_REQUIRING_MFA)
-            or bool(
-                coordinator_sites
-                and Site.objects.filter(
-                    pk__in=coordinator_sites, coordinators_require_mfa=True
-                ).exists()
-            )
-            or mfa_enrolled(user)
+            or access.coordinator_mfa
+            or (mfa_enrolled(user) if enrolled is None else enrolled)
         )
     user._trial_mfa_required = required
     return required
+
+
+def session_enrolled(request: HttpRequest) -> bool:
+    """Whether the session's user has a second factor, read once per session (the first request
+    after the login) and kept in it: the pages that set one up or remove one update it. A device
+    added behind the user's back (the admin) counts from their next login."""
+    enrolled = request.session.get(ENROLLED_KEY)
+    if enrolled is None:
+        enrolled = mfa_enrolled(request.user)
+        request.session[ENROLLED_KEY] = enrolled
+    return enrolled
+
+
+def session_enrolled_set(request: HttpRequest, enrolled: bool) -> None:
+    request.session[ENROLLED_KEY] = enrolled
 
 
 def mfa_enrolled(user) -> bool:
@@ -148,6 +157,7 @@ def totp_device_confirm(*, request: HttpRequest, device: TOTPDevice, token: str)
     device.confirmed = True
     device.save(update_fields=["confirmed"])
     django_otp.login(request, device)
+    session_enrolled_set(request, True)
     access_event_record(
         kind=AccessEventKind.MFA_ENROLLED,
         user=device.user,
@@ -265,6 +275,7 @@ def mfa_devices_remove(*, request: HttpRequest, user) -> int:
     removed = 0
     for model in (TOTPDevice, WebAuthnCredential, StaticDevice):
         removed += model.objects.filter(user=user).delete()[1].get(model._meta.label, 0)
+    session_enrolled_set(request, False)
     if removed:
         access_event_record(
             kind=AccessEventKind.MFA_DEVICE_REMOVED,

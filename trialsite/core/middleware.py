@@ -10,7 +10,7 @@ from django.utils.cache import add_never_cache_headers
 
 from .access import access_for
 from .languages import SESSION_KEY
-from .mfa import mfa_enrolled, mfa_required
+from .mfa import mfa_enrolled, mfa_required, session_enrolled
 from .sessions import ENDED_LIFETIME, LOGIN_AT_KEY, session_key_followed, session_outlived
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -72,7 +72,11 @@ class SecondFactorMiddleware:
 
     def __call__(self, request):
         user = request.user
-        if user.is_authenticated and not user.is_verified() and mfa_required(user):
+        if (
+            user.is_authenticated
+            and not user.is_verified()
+            and mfa_required(user, enrolled=session_enrolled(request))
+        ):
             target = reverse("mfa:verify" if mfa_enrolled(user) else "mfa:enrol")
             open_paths = (
                 target,

@@ -55,6 +55,7 @@ class PasskeyRegisterBegin(_Registration, BeginCredentialRegistrationView):
 class PasskeyRegisterComplete(_Registration, CompleteCredentialRegistrationView):
     def post(self, *args, **kwargs):
         response = super().post(*args, **kwargs)
+        mfa.session_enrolled_set(self.request, True)
         access_event_record(
             kind=AccessEventKind.MFA_ENROLLED,
             user=self.request.user,
