@@ -54,6 +54,11 @@ ALLOWED = {
             'f"ANALYZE {name}"',
         )
     },
+    (
+        "trialsite/exports/copy_sql.py",
+        "raw SQL built by formatting",
+        "f\"SET work_mem TO '{SORT_MEMORY}'\"",
+    ): ("SET takes no parameters; SORT_MEMORY is the module's constant ('256MB')."),
     **{
         (path, "autoescape off", ""): (
             "A plain-text e-mail (EmailMessage, text/plain): escaping would print &amp; to the "
