@@ -62,6 +62,8 @@ def test_a_passkey_registered_after_the_password_verifies_the_next_login(
     assert "/accounts/mfa/enrol/" in page.url  # no second factor yet: set one up first
     page.fill("#id_password", PASSWORD)
     page.get_by_role("button", name="Continue").click()
+    # The package's script must have bound the button before it is pressed.
+    page.wait_for_load_state("load")
     page.get_by_role("button", name="Register a passkey").click()
     # The package's script registers it, ours goes on to the recovery codes, shown once.
     page.wait_for_selector("[data-testid=recovery-codes]")
@@ -77,6 +79,7 @@ def test_a_passkey_registered_after_the_password_verifies_the_next_login(
     page.wait_for_url("**/accounts/login/")
     password_login(page, investigator_a)
     assert "/accounts/mfa/verify/" in page.url
+    page.wait_for_load_state("load")
     page.get_by_role("button", name="Use your passkey").click()
     page.wait_for_url(lambda url: "/accounts/" not in url)
     assert page.goto(reverse("site_list")).status == 200
