@@ -240,7 +240,8 @@ def projection_copy_seconds() -> float:
         for name in DATASETS:
             sql = copy_sql.select_sql(ALL[name], options, None)
             inner = sql[sql.index("FROM (") + len("FROM (") : sql.rindex(") AS q")]
-            cursor.cursor.copy_expert(f"COPY ({inner}) TO STDOUT WITH CSV", sink)
+            order_by = sql[sql.rindex(" ORDER BY ") :].replace("q._k", "_k")
+            cursor.cursor.copy_expert(f"COPY ({inner}{order_by}) TO STDOUT WITH CSV", sink)
         cursor.execute("RESET work_mem")
     return time.perf_counter() - start
 

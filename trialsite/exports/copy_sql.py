@@ -53,6 +53,8 @@ from .safe_csv import DANGEROUS_FIRST_CHARACTERS, CsvFile
 # Bytes handed to the destination at a time (psycopg2 writes one row per call).
 FLUSH_BYTES = 256 * 1024
 SORT_MEMORY = "256MB"
+# Above any participant number at a site (a positive 32-bit integer column).
+PARTICIPANTS_PER_SITE_BOUND = 2**32
 
 
 def _table(model) -> str:
@@ -287,7 +289,7 @@ def _cell(column: Column, value: str, options: ExportOptions) -> str:
 
 
 def select_sql(dataset: Dataset, options: ExportOptions, dates_table: str | None) -> str:
-    """The raw values, sorted, in an inner query (narrow rows to sort), made cells outside."""
+    """The raw values in an inner query, made cells outside it, sorted by integer keys."""
     projection = PROJECTIONS[dataset.name]()
     columns = dataset.columns_for(options)
     raw = [f"{projection.values[c.name]} AS c{i}" for i, c in enumerate(columns)]
@@ -299,7 +301,13 @@ def select_sql(dataset: Dataset, options: ExportOptions, dates_table: str | None
     ranks = Site.objects.order_by("code").values_list("pk", flat=True)
     site_order = ", ".join(f"({int(pk)}, {rank})" for rank, pk in enumerate(ranks)) or "(0, 0)"
     joins += f" JOIN (VALUES {site_order}) AS so (site_id, rank) ON so.site_id = s.id"
-    order_by = projection.order_by.replace("s.code", "so.rank")
+    # Site and number folded into one integer, the first key: PostgreSQL compares the first
+    # key in its sort array and reaches into the (wide) row only on a tie, so a first key
+    # shared by half the rows (the site) made the sort of the visits three times slower.
+    assert projection.order_by.startswith("s.code, p.sequence"), projection.order_by
+    keys = [f"(so.rank::bigint * {PARTICIPANTS_PER_SITE_BOUND} + p.sequence)"]
+    keys += projection.order_by.split(", ")[2:]
+    raw += [f"{key} AS _k{i}" for i, key in enumerate(keys)]
     if dates_table:
         joins += f" JOIN {dates_table} xd ON xd.participant_id = p.id"
         raw += ["xd.shift AS _shift", "xd.day_zero AS _day_zero"]
@@ -308,10 +316,12 @@ def select_sql(dataset: Dataset, options: ExportOptions, dates_table: str | None
         ids = ", ".join(str(int(pk)) for pk in sorted(options.site_ids)) or "NULL"
         where = f" WHERE s.id IN ({ids})"
     cells = ", ".join(_cell(c, f"q.c{i}", options) for i, c in enumerate(columns))
+    order_by = ", ".join(f"q._k{i}" for i in range(len(keys)))
     # Built from the projections' own SQL, integer ids and escaped literals: never input.
-    # OFFSET 0 keeps the sort inside: the cells are made from rows already in order.
-    inner = f"SELECT {', '.join(raw)} FROM {joins}{where} ORDER BY {order_by} OFFSET 0"  # noqa: S608
-    return f"SELECT {cells} FROM ({inner}) AS q"  # noqa: S608
+    # The sort is outside the inner query so that PostgreSQL may make the cells in its
+    # parallel workers, before their sorted streams are merged.
+    inner = f"SELECT {', '.join(raw)} FROM {joins}{where}"  # noqa: S608
+    return f"SELECT {cells} FROM ({inner}) AS q ORDER BY {order_by}"  # noqa: S608
 
 
 # --- Dates: the export's own shifts and day zeros, for the database to read -------------------
@@ -354,35 +364,32 @@ def _dates_table(context: ExportContext) -> str | None:
 # --- Streaming ------------------------------------------------------------------------------
 
 
-class CrlfRecords:
+class CrlfRecords(io.RawIOBase):
     """A write-only stream: PostgreSQL's CSV (records ended by LF) passed on with CRLF record
     ends, as Python's csv writes them; a line break inside a quoted cell is left as it is.
-    Counts the records."""
+    Counts the records. psycopg2 writes one row per call: `buffered` gathers them in C, so
+    that this sees a large chunk at a time."""
 
     def __init__(self, stream: BinaryIO):
+        super().__init__()
         self._stream = stream
-        self._pending: list[bytes] = []
-        self._size = 0
         self._quoted = False
         self.records = 0
 
-    def write(self, data) -> int:
-        data = bytes(data)
-        self._pending.append(data)
-        self._size += len(data)
-        if self._size >= FLUSH_BYTES:
-            self.flush()
-        return len(data)
+    @classmethod
+    def buffered(cls, stream: BinaryIO) -> tuple[io.BufferedWriter, CrlfRecords]:
+        records = cls(stream)
+        return io.BufferedWriter(records, buffer_size=FLUSH_BYTES), records
 
-    def flush(self) -> None:
-        if not self._pending:
-            return
-        chunk = b"".join(self._pending)
-        self._pending, self._size = [], 0
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        chunk = bytes(data)
         if not self._quoted and b'"' not in chunk:
             self.records += chunk.count(b"\n")
             self._stream.write(chunk.replace(b"\n", b"\r\n"))
-            return
+            return len(chunk)
         # Between quotes (an escaped "" closes and reopens), LF is data; outside, a record end.
         parts = chunk.split(b'"')
         for index, part in enumerate(parts):
@@ -392,6 +399,7 @@ class CrlfRecords:
                 self.records += part.count(b"\n")
                 parts[index] = part.replace(b"\n", b"\r\n")
         self._stream.write(b'"'.join(parts))
+        return len(chunk)
 
 
 def copy_dataset(dataset: Dataset, context: ExportContext, stream: BinaryIO, *, bom: bool) -> int:
@@ -400,15 +408,15 @@ def copy_dataset(dataset: Dataset, context: ExportContext, stream: BinaryIO, *, 
     header.header([c.name for c in dataset.columns_for(context.options)])
     header.close()
     sql = select_sql(dataset, context.options, _dates_table(context))
-    records = CrlfRecords(stream)
+    buffered, records = CrlfRecords.buffered(stream)
     with connection.cursor() as cursor:
         # Dates and times are cast to text: ISO is what the cells must be. The sort of a
         # large dataset fits in memory (the server's, for this one query) instead of disk.
         cursor.execute("SET DateStyle TO 'ISO, YMD'")
         cursor.execute(f"SET work_mem TO '{SORT_MEMORY}'")
         try:
-            cursor.cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", records)
+            cursor.cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", buffered)
         finally:
             cursor.execute("RESET work_mem")
-    records.flush()
+    buffered.flush()
     return records.records
