@@ -360,6 +360,13 @@ def _allocate(
     # First the participant's row (a withdrawal takes the same lock), then the gate again
     # under it: what was checked before the transaction may have changed since.
     Participant.objects.select_for_update().filter(pk=participant.pk).first()
+    # Under the participant's lock an allocation of theirs committed meanwhile is seen here,
+    # before the stratum's lock, which others may be waiting for.
+    prior = Allocation.objects.select_related("participant").filter(participant=participant).first()
+    if prior is not None:
+        if prior.idempotency_key == idempotency_key:
+            return prior
+        raise AlreadyRandomized(prior)
     missing = randomization_gate(participant)
     if missing:
         raise ValidationError(missing)
@@ -385,12 +392,6 @@ def _allocate(
             _("The active list has no stratum for site %(site)s and severity '%(severity)s'.")
             % {"site": participant.site.code, "severity": severity}
         )
-    # Checked again under the lock: a concurrent request may have just committed.
-    prior = Allocation.objects.select_related("participant").filter(participant=participant).first()
-    if prior is not None:
-        if prior.idempotency_key == idempotency_key:
-            return prior
-        raise AlreadyRandomized(prior)
     # The lowest unused entry, never a later one: skipping would break the block balance.
     entry = (
         ListEntry.objects.filter(stratum=stratum, allocation__isnull=True)
@@ -415,6 +416,7 @@ def _allocate(
             idempotency_key=idempotency_key,
         ),
         user=user,
+        keys_checked_by_database=True,  # an IntegrityError is answered in participant_randomize
     )
     notice = AllocationNotice.objects.create(allocation=allocation)
     participant_allocated.send(sender=Allocation, allocation=allocation, user=user)

@@ -1,6 +1,9 @@
-"""Randomization throughput: 8 concurrent clients (processes, each with its own connection)
-calling `participant_randomize` on PostgreSQL, all in one stratum (every allocation waits for
-the stratum lock) and spread over the four strata of two sites (the locks rarely meet).
+"""Randomization throughput: 1 client and 8 concurrent clients (processes, each with its own
+connection) in turn, over several rounds, calling `participant_randomize` on PostgreSQL, all
+in one stratum (every allocation waits for the stratum lock) and spread over the four strata
+of two sites (the locks rarely meet). Printed for each run: randomizations a second, the CPU
+the clients and the machine used per randomization; for each layout, the rate of all rounds
+and the ratio of 8 clients' rate to one client's (goal >= 1).
 
     DEBUG=1 DATABASE_URL=postgres://USER@HOST/NAME .venv/bin/python bench/randomize_throughput.py
 
@@ -8,7 +11,7 @@ Runs in a throw-away test database. Each allocation is the full service: the gat
 stratum lock, the entry, the allocation with its history row, the notice row, and the dosing
 schedule (the dosing hook); the Celery notice is enqueued on commit to the run's own
 filesystem broker folder and never delivered. Ready participants are created beforehand and
-not timed. After each run the stratum is checked: entries used 1..N, none twice.
+not timed. At the end the one stratum is checked: each entry used once, in sequence.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -65,38 +69,58 @@ def _client(participant_ids, user_by_site, barrier, failures) -> None:
         connections.close_all()
 
 
-def run(participants, user_by_site: dict[int, int]) -> float:
+def _busy_core_seconds() -> float:
+    """CPU time the whole machine spent busy (user, nice, system, irq, softirq, steal)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = sum(int(fields[i]) for i in (0, 1, 2, 5, 6, 7))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def run(participants, user_by_site: dict[int, int], clients: int) -> dict:
+    """Wall time of `clients` processes randomizing `participants` between them, with the
+    CPU the clients used (their own Python) and the CPU the machine used meanwhile (the
+    clients, their PostgreSQL backends, anything else)."""
     from django.db import connections
 
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     context = multiprocessing.get_context("fork")
-    barrier = context.Barrier(CLIENTS + 1)
+    barrier = context.Barrier(clients + 1)
     failures = context.Queue()
     connections.close_all()  # never share a connection with a forked child
     processes = [
         context.Process(
             target=_client,
-            args=([p.pk for p in participants[i::CLIENTS]], user_by_site, barrier, failures),
+            args=([p.pk for p in participants[i::clients]], user_by_site, barrier, failures),
         )
-        for i in range(CLIENTS)
+        for i in range(clients)
     ]
     for process in processes:
         process.start()
     barrier.wait()
-    start = time.perf_counter()
+    start, busy = time.perf_counter(), _busy_core_seconds()
     for process in processes:
         process.join()
-    elapsed = time.perf_counter() - start
+    elapsed, busy = time.perf_counter() - start, _busy_core_seconds() - busy
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     if not failures.empty():
         raise SystemExit(f"a client failed: {failures.get()}")
-    return elapsed
+    return {
+        "seconds": elapsed,
+        "machine_cpu": busy,
+        "children_cpu": usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime,
+    }
+
+
+def _load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--participants", type=int, default=400)
+    parser.add_argument("--participants", type=int, default=150, help="per run")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=CLIENTS)
     args = parser.parse_args()
-    globals()["CLIENTS"] = args.clients
     setup_django()
     from django.conf import settings
     from django.db import connection
@@ -129,44 +153,76 @@ def main() -> None:
             for site in sites
         }
         n = args.participants
-        active_randomization_list(administrator=administrator, per_stratum=2 * n)
-        print(f"{connection.vendor}, {CLIENTS} concurrent clients, {n} participants per run")
-
-        one = [
-            ready_participant(site=sites[0], user=staff["SHE"][0], investigator=staff["SHE"][1])
-            for _ in range(n)
-        ]
+        # The one stratum gives 2n entries a round, then the four-strata runs take n/2 a round.
+        active_randomization_list(administrator=administrator, per_stratum=3 * args.rounds * n)
+        print(
+            f"{connection.vendor}, {n} participants per run, {args.rounds} rounds of 1 client "
+            f"then {args.clients} concurrent clients; load average before: {_load_average()}"
+        )
         # Coordinator and investigator of a site randomize in turn; here one user per site.
         user_by_site = {site.pk: staff[site.code][0].pk for site in sites}
-        seconds = run(one, user_by_site)
-        sequences = sorted(
-            Allocation.objects.filter(participant__in=one).values_list("entry__sequence", flat=True)
-        )
-        assert sequences == list(range(1, n + 1)), "entries skipped or repeated"
-        print(
-            f"  one stratum (SHE-severe):  {n / seconds:7.1f} randomizations/s "
-            f"({seconds:.2f} s, {1000 * seconds / n:.1f} ms each)"
-        )
 
-        spread = []
-        for i in range(n):
-            site = sites[i % 2]
-            severity = ("severe", "critical")[(i // 2) % 2]
-            code = site.code
-            spread.append(
-                ready_participant(
-                    site=site, user=staff[code][0], investigator=staff[code][1], severity=severity
+        def one_stratum() -> list:
+            return [
+                ready_participant(site=sites[0], user=staff["SHE"][0], investigator=staff["SHE"][1])
+                for _ in range(n)
+            ]
+
+        def four_strata() -> list:
+            spread = []
+            for i in range(n):
+                site = sites[i % 2]
+                severity = ("severe", "critical")[(i // 2) % 2]
+                code = site.code
+                spread.append(
+                    ready_participant(
+                        site=site,
+                        user=staff[code][0],
+                        investigator=staff[code][1],
+                        severity=severity,
+                    )
                 )
+            by_site = {s.code: [p for p in spread if p.site_id == s.pk] for s in sites}
+            return [p for pair in zip(by_site["SHE"], by_site["WUH"], strict=False) for p in pair]
+
+        single = []
+        for layout, make in (("one stratum (SHE-severe)", one_stratum),
+                             ("four strata, two sites", four_strata)):  # fmt: skip
+            # One client and many in turn, round after round: this machine's speed drifts
+            # from minute to minute, and alternating lets both see the same drift.
+            seconds = {1: 0.0, args.clients: 0.0}
+            for round_number in range(1, args.rounds + 1):
+                for clients in (1, args.clients):
+                    participants = make()
+                    if make is one_stratum:
+                        single += participants
+                    result = run(participants, user_by_site, clients)
+                    seconds[clients] += result["seconds"]
+                    print(
+                        f"  {layout:26} round {round_number}, {clients} "
+                        f"client{'s' if clients > 1 else ' '}: "
+                        f"{n / result['seconds']:6.1f} randomizations/s "
+                        f"({1000 * result['seconds'] / n:5.1f} ms each); CPU per "
+                        f"randomization: clients {1000 * result['children_cpu'] / n:5.1f} ms, "
+                        f"machine {1000 * result['machine_cpu'] / n:5.1f} ms "
+                        f"({result['machine_cpu'] / result['seconds']:.2f} cores busy)",
+                        flush=True,
+                    )
+            total = n * args.rounds
+            one, many = total / seconds[1], total / seconds[args.clients]
+            print(
+                f"  {layout:26} all rounds: 1 client {one:.1f}/s, {args.clients} clients "
+                f"{many:.1f}/s; {args.clients} clients / 1 client: {many / one:.2f} (goal >= 1)",
+                flush=True,
             )
-        by_site = {s.code: [p for p in spread if p.site_id == s.pk] for s in sites}
-        interleaved = [
-            p for pair in zip(by_site["SHE"], by_site["WUH"], strict=False) for p in pair
-        ]
-        seconds = run(interleaved, user_by_site)
-        print(
-            f"  four strata, two sites:    {n / seconds:7.1f} randomizations/s "
-            f"({seconds:.2f} s, {1000 * seconds / n:.1f} ms each)"
+        # Every run of the one stratum drew from it: its entries 1..2n per round, each once.
+        sequences = sorted(
+            Allocation.objects.filter(participant__in=single).values_list(
+                "entry__sequence", flat=True
+            )
         )
+        assert sequences == list(range(1, 2 * n * args.rounds + 1)), "entries skipped or repeated"
+        print(f"load average after: {_load_average()}")
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
         teardown_test_environment()

@@ -66,9 +66,13 @@ RECIPIENT_ROLES = {
 # --- The schedule -----------------------------------------------------------------------------
 
 
-def _screening_value(participant: Participant, key: str) -> Decimal | None:
+def _screening_values(participant: Participant, *keys: str) -> list[Decimal | None]:
     screening = participant.screenings.order_by("-screening_date", "-recorded_at").first()
-    value = (screening.answers or {}).get(key) if screening else None
+    answers = (screening.answers or {}) if screening else {}
+    return [_decimal_or_none(answers.get(key)) for key in keys]
+
+
+def _decimal_or_none(value) -> Decimal | None:
     if value in (None, ""):
         return None
     try:
@@ -98,10 +102,10 @@ def participant_dosing_schedule_create(
     schedules = list(arm.dose_schedules.order_by("pk"))
     if not schedules:
         return []
-    if weight_kg is None:
-        weight_kg = _screening_value(participant, "weight_kg")
-    if egfr is None:
-        egfr = _screening_value(participant, "egfr")
+    if weight_kg is None or egfr is None:
+        screened_weight, screened_egfr = _screening_values(participant, "weight_kg", "egfr")
+        weight_kg = screened_weight if weight_kg is None else weight_kg
+        egfr = screened_egfr if egfr is None else egfr
     if weight_kg is None and any(s.per_kg for s in schedules):
         raise ValidationError(
             {"weight_kg": _("The dose is per kg body weight, and no screening weight is recorded.")}

@@ -218,17 +218,34 @@ def protect_history_tables() -> None:
         protect.register(model)
 
 
-def audited_save(instance: AuditedModel, *, user=None, reason: str = "") -> AuditedModel:
-    """Validate and save; a change to an existing record without a reason is refused."""
+def audited_save(
+    instance: AuditedModel, *, user=None, reason: str = "", keys_checked_by_database=False
+) -> AuditedModel:
+    """Validate and save; a change to an existing record without a reason is refused.
+
+    `keys_checked_by_database`: the fields are validated, but the foreign keys, unique and
+    check constraints are left to the database (its refusal rolls the transaction back), as
+    `audited_bulk_create` does: for a record a service builds from rows it holds locked,
+    where each check would be one more query while others wait for the lock."""
     reason = (reason or "").strip()
     if not instance._state.adding and not reason:
         raise ValidationError({"reason": REASON_REQUIRED})
-    instance.full_clean()
+    if keys_checked_by_database:
+        _clean_fields_only(instance)
+    else:
+        instance.full_clean()
     instance._change_reason = reason
     if user is not None and user.is_authenticated:
         instance._history_user = user
     instance.save()
     return instance
+
+
+def _clean_fields_only(instance: AuditedModel) -> None:
+    """full_clean without the checks that query the database (relations, uniques and
+    constraints), which the database itself enforces."""
+    relations = [f.name for f in instance._meta.concrete_fields if f.is_relation]
+    instance.full_clean(exclude=relations, validate_unique=False, validate_constraints=False)
 
 
 def audited_bulk_create(
@@ -242,11 +259,10 @@ def audited_bulk_create(
     if not instances:
         return []
     model = type(instances[0])
-    relations = [f.name for f in model._meta.concrete_fields if f.is_relation]
     for instance in instances:
         if not instance._state.adding:
             raise ValueError("audited_bulk_create makes new records only")
-        instance.full_clean(exclude=relations, validate_unique=False, validate_constraints=False)
+        _clean_fields_only(instance)
     token = _bulk_writes_allowed.set(True)  # history rows are written with the records
     try:
         return bulk_create_with_history(
