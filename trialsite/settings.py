@@ -143,6 +143,14 @@ AUTHENTICATION_BACKENDS = [
     # Django's ModelBackend, refusing the sessions of an expired account.
     "trialsite.core.accounts.AccountBackend",
 ]
+# Argon2id first (trialsite/core/passwords.py says why); the others read older hashes.
+PASSWORD_HASHERS = [
+    "trialsite.core.passwords.Argon2idHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {
