@@ -2,23 +2,23 @@
 
 from django.dispatch import receiver
 
-from enrollment.selectors import randomization_gate
+from enrollment.selectors import randomization_gate_shown
 from enrollment.signals import Panel, participant_panels, participant_timeline
 
-from .models import Allocation
+from .selectors import allocation_shown
 from .timeline import allocation_entries
 
 
 @receiver(participant_panels, dispatch_uid="arms.randomization_panel")
 def randomization_panel(sender, *, participant, can_write, **kwargs):
-    allocation = Allocation.objects.select_related("arm").filter(participant=participant).first()
+    allocation = allocation_shown(participant)
     return [
         Panel(
             "arms/_participant_panel.html",
             {
                 "participant": participant,
                 "allocation": allocation,
-                "gate": [] if allocation else randomization_gate(participant),
+                "gate": [] if allocation else randomization_gate_shown(participant),
                 "can_write": can_write,
             },
         )

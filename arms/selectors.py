@@ -119,6 +119,16 @@ def stratum_stock(stratum: Stratum) -> Stock:
 # --- Allocations as a user may see them ---------------------------------------------------------
 
 
+def allocation_shown(participant) -> Allocation | None:
+    """The participant's allocation (with its arm) as a page shows it, read once for the
+    participant object that the page hands to its panels and its timeline."""
+    if "_allocation_shown" not in participant.__dict__:
+        participant.__dict__["_allocation_shown"] = (
+            Allocation.objects.select_related("arm").filter(participant=participant).first()
+        )
+    return participant.__dict__["_allocation_shown"]
+
+
 def allocations_for_user(user) -> QuerySet[Allocation]:
     return scope_to_sites(
         Allocation.objects.select_related(

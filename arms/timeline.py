@@ -3,16 +3,17 @@
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
-from enrollment.selectors import randomization_gate
+from enrollment.selectors import randomization_gate_shown
 from enrollment.signals import TimelineEntry
 
-from .models import Allocation, AllocationStatus
+from .models import AllocationStatus
+from .selectors import allocation_shown
 
 
 def allocation_entries(participant, *, can_write: bool) -> list[TimelineEntry]:
-    allocation = Allocation.objects.select_related("arm").filter(participant=participant).first()
+    allocation = allocation_shown(participant)
     if allocation is None:
-        if randomization_gate(participant):
+        if randomization_gate_shown(participant):
             return []
         return [
             TimelineEntry(

@@ -370,6 +370,16 @@ def version_reconsent_due(user, *, on: date | None = None) -> list[tuple[Partici
 # --- The randomization gate ---------------------------------------------------------------------
 
 
+def randomization_gate_shown(participant: Participant) -> list[str]:
+    """`randomization_gate` as a page shows it, worked out once for the participant object
+    that the page hands to its panels and its timeline, each of which asks. Never for a
+    decision: the service asks `randomization_gate` again under its locks."""
+    shown = participant.__dict__.get("_randomization_gate_shown")
+    if shown is None:
+        shown = participant.__dict__["_randomization_gate_shown"] = randomization_gate(participant)
+    return list(shown)
+
+
 def randomization_gate(participant: Participant) -> list[str]:
     """What stands between the participant and randomization; empty means ready.
 
