@@ -158,3 +158,26 @@ def test_participant_list_pages_by_fifty(client_for, coordinator_a, site_a, prot
     assert (len(first.object_list), first.paginator.num_pages) == (50, 2)
     last = client.get(url, {"page": 2}).context["page"]
     assert [p.study_number for p in last.object_list] == ["SHE-0051"]
+
+
+def test_the_participant_page_asks_the_randomization_gate_once(
+    client_for, coordinator_a, investigator_a, site_a, protocol
+):
+    """The panel and the timeline both show whether the participant is ready: the page works
+    the gate out once (it reads the withdrawals for it, and the page once for its own list)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import ready_participant
+
+    participant = ready_participant(site=site_a, user=coordinator_a, investigator=investigator_a)
+    client = client_for(coordinator_a)
+    client.get(detail(participant))  # the session's first request writes its own rows
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(detail(participant))
+    assert response.status_code == 200
+    assert b"Ready to randomize" in response.content
+    withdrawal_reads = [q for q in queries if 'FROM "enrollment_withdrawal"' in q["sql"]]
+    assert len(withdrawal_reads) == 2, [q["sql"][:80] for q in withdrawal_reads]
+    allocation_reads = [q for q in queries if q["sql"].startswith('SELECT "arms_allocation"."id"')]
+    assert len(allocation_reads) == 1, [q["sql"][:80] for q in allocation_reads]
