@@ -83,15 +83,19 @@ def log_in(page, user):
 
 
 def open_menu(page):
+    # The page's scripts first (the toggler does nothing before Bootstrap's script runs),
+    # then the menu fully open: a tap while it slides open can land on nothing.
+    page.wait_for_load_state("load")
     toggler = page.locator(".navbar-toggler")
     if toggler.is_visible() and toggler.get_attribute("aria-expanded") != "true":
         toggler.click()
+        page.locator(".navbar-collapse.show:not(.collapsing)").wait_for(state="visible")
 
 
 def log_out(page):
     open_menu(page)
-    page.get_by_role("button", name="退出登录").click()
-    page.wait_for_url("**/accounts/login/")
+    with page.expect_navigation(url="**/accounts/login/"):
+        page.get_by_role("button", name="退出登录").click()
 
 
 def test_a_chinese_ward_enrolls_randomizes_and_doses_on_a_phone(
